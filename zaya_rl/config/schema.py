@@ -1,0 +1,312 @@
+"""The one config tree of a zaya_rl run.
+
+Every field is documented by the docstring under it; choices are ``Literal``; numbers carry bounds.
+Cross-field checks live in ``RunConfig`` and raise errors naming the dotted field.
+``docs/configuration.md`` is generated from this module (``zaya-rl config docs``), so it cannot drift.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from zaya_rl.config.base import Section
+
+AdvantageName = Literal["maxrl", "dr_grpo", "grpo"]
+AggregationMode = Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
+Device = Literal["auto", "cpu", "cuda"]
+
+
+class ModelConfig(Section):
+    preset: Literal["tiny-zaya", "tiny-qwen3moe"] | None = "tiny-zaya"
+    """Build a small model and tokenizer locally from a preset (no download). Ignored when ``path`` is set."""
+    path: str | None = None
+    """HF checkpoint folder (model + tokenizer) to start from, e.g. a ZAYA1-8B or Qwen3-MoE SFT checkpoint."""
+    init_seed: int = 0
+    """Seed of the random initialisation of a preset model."""
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    """Parameter dtype of the trainer's and the torch engine's model copies."""
+    fp32_lm_head: bool = False
+    """Compute the final projection (lm_head) in float32 in trainer and engine (bf16 models only)."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelConfig:
+        if self.path is None and self.preset is None:
+            raise ValueError("model: set either model.preset or model.path")
+        return self
+
+
+class SamplingConfig(Section):
+    temperature: float = Field(1.0, ge=0.0)
+    """Sampling temperature. Trainer log-probs are computed at the same temperature (algorithms.md §2)."""
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    """Nucleus sampling mass; behaviour log-probs are renormalised over the kept tokens."""
+    max_new_tokens: int = Field(64, ge=1)
+    """Generation budget per rollout, in tokens."""
+
+
+class CanaryConfig(Section):
+    enabled: bool = True
+    """Run the streaming LZ77 compressibility canary on every rollout (algorithms.md §7)."""
+    threshold: float = Field(0.10, gt=0.0, lt=1.0)
+    """A chunk whose marginal compression ratio is below this counts as degenerate."""
+    patience: int = Field(8, ge=1)
+    """Flag after this many consecutive degenerate chunks."""
+    chunk_bytes: int = Field(512, ge=16)
+    """Bytes of UTF-8 text per canary chunk."""
+    stop_generation: bool = True
+    """Stop a flagged sequence early (finish reason ``degenerate``) to save compute."""
+    on_flag: Literal["zero_reward", "drop", "none"] = "zero_reward"
+    """What a flagged rollout becomes: reward 0, dropped from the loss (counted), or only logged."""
+
+
+class ActorResources(Section):
+    num_cpus: float = Field(1.0, ge=0.0)
+    """CPUs Ray reserves for each actor of this kind."""
+    num_gpus: float = Field(0.0, ge=0.0)
+    """GPUs (may be fractional on a GPU cluster) Ray reserves for each actor of this kind."""
+    resources: dict[str, float] = Field(default_factory=dict)
+    """Custom Ray resources (e.g. ``{"rollout_node": 1}``) to pin actors to labelled nodes."""
+
+
+class RolloutConfig(Section):
+    engine: Literal["torch", "vllm", "fake"] = "torch"
+    """Rollout engine: ``torch`` (transformers, CPU or GPU), ``vllm`` (production GPU path), ``fake`` (tests)."""
+    num_workers: int = Field(1, ge=1)
+    """Number of rollout-worker actors."""
+    max_batch_size: int = Field(64, ge=1)
+    """Most sequences one engine decodes together."""
+    sampling: SamplingConfig = SamplingConfig()
+    """Sampling parameters of training rollouts."""
+    record_routing: bool = True
+    """Record routed experts per token for router replay (MoE models)."""
+    device: Device = "auto"
+    """Device of the engine (``auto``: the actor's GPU if it has one, else CPU)."""
+    torch_threads: int = Field(1, ge=1)
+    """torch intra-op threads inside each rollout actor (CPU engine)."""
+    resources: ActorResources = ActorResources()
+    """Ray resources of each rollout worker."""
+
+
+class AlgorithmConfig(Section):
+    advantage: AdvantageName = "maxrl"
+    """Advantage estimator over each group of rollouts (algorithms.md §3, §2)."""
+    group_size: int = Field(8, ge=1)
+    """Rollouts per prompt (G)."""
+    delta: float = Field(0.1, gt=0.0, lt=1.0)
+    """DPPO Binary-TV trust-region half-width in probability space (algorithms.md §4)."""
+    tis_cap: float = Field(10.0, gt=0.0)
+    """Cap C of the truncated importance weight min(p/q, C)."""
+    aggregation: AggregationMode = "seq-mean-token-sum-norm"
+    """Loss aggregation; the default is Dr-GRPO's (algorithms.md §2)."""
+    max_len: int | None = Field(None, ge=1)
+    """Constant L_max of ``seq-mean-token-sum-norm``; None uses ``rollout.sampling.max_new_tokens``."""
+    router_replay: bool = True
+    """Route the trainer forward with the experts recorded at rollout (R3, algorithms.md §6)."""
+    filter_equal_groups: bool = False
+    """Drop groups whose rewards are all equal (no learning signal) before training; counted as dropped."""
+
+
+class OptimConfig(Section):
+    lr: float = Field(1e-3, gt=0.0)
+    """Learning rate of both optimizers (Muon's is rescaled by ``muon_adjust_lr``)."""
+    weight_decay: float = Field(0.0, ge=0.0)
+    """Decoupled weight decay."""
+    muon: bool = True
+    """Momentum-free Muon for hidden matrices and experts; AdamW for the rest. False: AdamW everywhere."""
+    muon_adjust_lr: Literal["match_rms_adamw", "original"] = "match_rms_adamw"
+    """Muon step scaling: Moonlight's 0.2·sqrt(max(A,B)) or Keller's sqrt(max(1, A/B))."""
+    ns_steps: int = Field(5, ge=1)
+    """Newton–Schulz iterations."""
+    split_gate_up: bool = True
+    """Orthogonalise the gate and up halves of fused expert ``gate_up_proj`` tensors separately."""
+    betas: tuple[float, float] = (0.9, 0.95)
+    """AdamW betas."""
+    eps: float = Field(1e-8, gt=0.0)
+    """AdamW epsilon."""
+    grad_clip: float = Field(1.0, gt=0.0)
+    """Global gradient-norm clip."""
+    warmup_steps: int = Field(0, ge=0)
+    """Linear learning-rate warm-up, in optimizer steps."""
+
+
+class TrainerConfig(Section):
+    backend: Literal["torch", "deepspeed"] = "torch"
+    """Plain torch (one device) or DeepSpeed ZeRO (several GPUs)."""
+    zero_stage: Literal[2, 3] = 2
+    """DeepSpeed ZeRO stage."""
+    num_gpus: int = Field(0, ge=0)
+    """Trainer ranks on GPUs (0: one CPU rank)."""
+    device: Device = "auto"
+    """Trainer device."""
+    micro_batch_size: int = Field(8, ge=1)
+    """Sequences per forward/backward micro-batch."""
+    logprob_chunk_size: int = Field(1024, ge=1)
+    """Tokens per chunk of the chunked log-softmax (logits never exist whole)."""
+    max_consecutive_nan: int = Field(3, ge=1)
+    """Stop the run after this many consecutive non-finite losses or gradients (each one skips its step)."""
+    torch_threads: int = Field(1, ge=1)
+    """torch intra-op threads in the trainer actor (CPU)."""
+    resources: ActorResources = ActorResources()
+    """Ray resources of the trainer actor."""
+
+
+class PipelineConfig(Section):
+    mode: Literal["async", "sync"] = "async"
+    """``async``: PipelineRL-style, generation never waits for training. ``sync``: generate → train → update."""
+    max_lag: int = Field(1, ge=0)
+    """Most optimizer steps a sample's oldest token may lag the trainer, enforced by admission control."""
+    stale_policy: Literal["drop", "train"] = "drop"
+    """What happens to a sample older than ``max_lag`` when it reaches the trainer (counted either way)."""
+    groups_per_step: int = Field(8, ge=1)
+    """Prompt groups per optimizer step (batch = groups_per_step × group_size rollouts)."""
+    total_steps: int = Field(20, ge=0)
+    """Optimizer steps of the run (of the stage, in a curriculum)."""
+    num_scorers: int = Field(1, ge=1)
+    """Scorer actors (each runs verifiers in killable worker processes)."""
+    scorer_processes: int = Field(1, ge=1)
+    """Verifier worker processes per scorer actor."""
+    verify_timeout_s: float = Field(20.0, gt=0.0)
+    """A verification running longer is killed and the sample marked ``error``."""
+    scorer_resources: ActorResources = ActorResources(num_cpus=0.5)
+    """Ray resources of each scorer actor."""
+
+
+class AdaptiveDifficultyConfig(Section):
+    window: int = Field(4, ge=1)
+    """Difficulties are drawn uniformly from [max(0, h − window + 1), h] (RLVE: 4)."""
+    min_prompts_before_check: int = Field(8, ge=1)
+    """Accuracy at h is checked after this many × group_size rollouts at h (RLVE: 8)."""
+    accuracy_to_advance: float = Field(0.9, gt=0.0, le=1.0)
+    """h rises by one when the accuracy at h reaches this (RLVE: 0.9)."""
+
+
+class EnvEntry(Section):
+    name: str
+    """Registered environment name (``zaya-rl envs list``)."""
+    weight: float = Field(1.0, gt=0.0)
+    """Mixture weight (normalised over the stage's environments)."""
+    difficulty: int | Literal["adaptive"] = 0
+    """A fixed level, or ``adaptive`` for the RLVE controller."""
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Constructor arguments of the environment."""
+    canary_threshold: float | None = Field(None, gt=0.0, lt=1.0)
+    """Per-environment canary threshold (code compresses more than prose)."""
+    canary_patience: int | None = Field(None, ge=1)
+    """Per-environment canary patience."""
+
+
+class DataConfig(Section):
+    environments: list[EnvEntry] = Field(default_factory=lambda: [EnvEntry(name="arithmetic")])
+    """The environment mixture."""
+    adaptive: AdaptiveDifficultyConfig = AdaptiveDifficultyConfig()
+    """RLVE adaptive-difficulty rule (environments with ``difficulty: adaptive``)."""
+    system_prompt: str | None = None
+    """System message prepended to every prompt (None: none)."""
+
+    @model_validator(mode="after")
+    def _nonempty(self) -> DataConfig:
+        if not self.environments:
+            raise ValueError("data.environments: at least one environment is required")
+        names = [e.name for e in self.environments]
+        if len(set(names)) != len(names):
+            raise ValueError(f"data.environments: duplicate names {sorted(n for n in names if names.count(n) > 1)}")
+        return self
+
+
+class SFTConfig(Section):
+    enabled: bool = False
+    """Supervised warm start on reference solutions before RL (ZAYA's RL starts from an SFT checkpoint)."""
+    steps: int = Field(200, ge=0)
+    """SFT optimizer steps."""
+    batch_size: int = Field(32, ge=1)
+    """Sequences per SFT step."""
+    lr: float = Field(3e-3, gt=0.0)
+    """SFT learning rate (AdamW)."""
+
+
+class EvalConfig(Section):
+    num_problems: int = Field(64, ge=0)
+    """Held-out problems per environment (seeds disjoint from training) for before/after accuracy."""
+    every_steps: int = Field(0, ge=0)
+    """Also evaluate every N optimizer steps (0: only before and after)."""
+    temperature: float = Field(0.0, ge=0.0)
+    """Evaluation sampling temperature (0: greedy)."""
+
+
+class CheckpointConfig(Section):
+    every_steps: int = Field(10, ge=0)
+    """Checkpoint every N optimizer steps (0: only at the end)."""
+    keep_last: int = Field(2, ge=1)
+    """Checkpoints kept on disk."""
+    dir: str | None = None
+    """Checkpoint folder, e.g. on a shared filesystem; None: ``<run_dir>/checkpoints``."""
+    save_hf: bool = True
+    """Also write HF-format weights (``save_pretrained``) loadable by transformers and vLLM."""
+
+
+class LoggingConfig(Section):
+    wandb_mode: Literal["offline", "online", "disabled"] = "offline"
+    """wandb mode; ``online`` needs ``wandb login``. The WANDB_MODE environment variable wins."""
+    project: str = "zaya_rl"
+    """wandb project."""
+    run_name: str | None = None
+    """wandb run name (None: the run folder's name)."""
+    progress_bar: bool = True
+    """Show a progress bar with step, reward, lag and throughput."""
+    plots: bool = True
+    """Write PNG plots of the metrics at the end of the run."""
+    log_samples_every: int = Field(10, ge=0)
+    """Log a few decoded rollouts every N steps (0: never)."""
+
+
+class RayConfig(Section):
+    address: str | None = None
+    """Ray cluster address; None starts (or joins, via RAY_ADDRESS) a local instance."""
+    num_cpus: int | None = Field(None, ge=1)
+    """CPUs of a locally started Ray instance (None: all)."""
+    object_store_mb: int = Field(512, ge=64)
+    """Object-store size of a locally started Ray instance."""
+
+
+class RunConfig(Section):
+    run_dir: str = "runs/default"
+    """Output folder: checkpoints, metrics.jsonl, plots, summary.json."""
+    seed: int = 0
+    """Global seed (sampling, data order)."""
+    model: ModelConfig = ModelConfig()
+    rollout: RolloutConfig = RolloutConfig()
+    algorithm: AlgorithmConfig = AlgorithmConfig()
+    optim: OptimConfig = OptimConfig()
+    trainer: TrainerConfig = TrainerConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+    data: DataConfig = DataConfig()
+    canary: CanaryConfig = CanaryConfig()
+    sft: SFTConfig = SFTConfig()
+    eval: EvalConfig = EvalConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    logging: LoggingConfig = LoggingConfig()
+    ray: RayConfig = RayConfig()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> RunConfig:
+        L = self.algorithm.max_len
+        if L is not None and L < self.rollout.sampling.max_new_tokens:
+            raise ValueError(
+                f"algorithm.max_len ({L}) must be >= rollout.sampling.max_new_tokens "
+                f"({self.rollout.sampling.max_new_tokens}): L_max is the generation budget"
+            )
+        if self.trainer.backend == "deepspeed" and self.trainer.num_gpus < 1:
+            raise ValueError("trainer.num_gpus: the deepspeed backend needs at least one GPU")
+        return self
+
+    @property
+    def loss_max_len(self) -> int:
+        """The Dr-GRPO constant L_max."""
+        return self.algorithm.max_len or self.rollout.sampling.max_new_tokens
+
+    @property
+    def batch_size(self) -> int:
+        """Rollouts per optimizer step."""
+        return self.pipeline.groups_per_step * self.algorithm.group_size
