@@ -1,0 +1,70 @@
+"""Config tree: defaults validate, overrides apply, bad keys and values fail naming the dotted field."""
+
+import pytest
+import yaml
+
+from zaya_rl.config import ConfigError, config_from_dict, dump_config, load_config
+from zaya_rl.config.base import apply_overrides, parse_override
+
+
+def test_defaults_validate_and_roundtrip():
+    cfg = config_from_dict({})
+    assert cfg.algorithm.advantage == "maxrl" and cfg.algorithm.delta == 0.1
+    assert config_from_dict(yaml.safe_load(dump_config(cfg))) == cfg
+
+
+def test_overrides_are_typed_yaml_values():
+    cfg = config_from_dict({}, ["algorithm.delta=0.2", "pipeline.mode=sync", "optim.betas=[0.8, 0.9]",
+                                "algorithm.max_len=null"])
+    assert cfg.algorithm.delta == 0.2 and cfg.pipeline.mode == "sync" and cfg.optim.betas == (0.8, 0.9)
+
+
+def test_override_creates_nested_and_rejects_non_section():
+    assert apply_overrides({}, ["a.b.c=1"]) == {"a": {"b": {"c": 1}}}
+    with pytest.raises(ConfigError, match="a.b is not a section"):
+        apply_overrides({"a": {"b": 3}}, ["a.b.c=1"])
+    with pytest.raises(ConfigError, match="key.sub=value"):
+        parse_override("novalue")
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ("algorithm.deltaa=0.1", "algorithm.deltaa: unknown key"),
+        ("algorithm.delta=1.5", "algorithm.delta"),
+        ("algorithm.group_size=many", "algorithm.group_size"),
+        ("pipeline.mode=fast", "pipeline.mode"),
+        ("rollout.sampling.top_p=0", "rollout.sampling.top_p"),
+        ("data.environments=[]", "data.environments"),
+        ("algorithm.max_len=8", "algorithm.max_len"),
+    ],
+)
+def test_bad_values_name_the_field(override, field):
+    with pytest.raises(ConfigError) as e:
+        config_from_dict({}, [override])
+    assert field in str(e.value)
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    lst = tmp_path / "list.yaml"
+    lst.write_text("- 1\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(lst)
+
+
+def test_configs_in_repo_validate():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    files = sorted(root.rglob("*.yaml"))
+    assert files, "no configs found"
+    for f in files:
+        if f.parent.name == "zaya1" and f.name.startswith("_"):
+            continue
+        load_config(f)

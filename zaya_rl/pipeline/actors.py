@@ -1,0 +1,176 @@
+"""Create the run's Ray actors from the config, and call rollout workers with restart handling.
+
+Placement comes from config (``rollout.resources``, ``trainer.resources``, ``pipeline.scorer_resources``):
+CPUs, GPUs and custom resources per actor. Requests are checked against the cluster before any actor is
+created, because Ray leaves an unsatisfiable request pending forever (e.g. ``num_gpus: 0.5`` on a CPU-only
+cluster; research/vllm_ray.md §5).
+
+Rollout workers and scorers are restartable (``max_restarts``): when a worker dies mid-generation, its
+calls fail with ``RayActorError``; ``WorkerSet.generate`` waits for Ray to restart it, re-sends the current
+weights and resubmits the group (counted in ``groups/resubmitted`` and ``workers/restarts``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+
+from zaya_rl.config import ConfigError, RunConfig
+from zaya_rl.config.schema import ActorResources
+from zaya_rl.pipeline.accounting import Accounting
+from zaya_rl.pipeline.records import GroupSpec, Rollout
+from zaya_rl.rollout.base import SamplingParams
+
+log = logging.getLogger(__name__)
+
+#: Worker failures that mean "the actor process is gone or restarting" (retry after re-sending weights).
+ACTOR_FAILURES = (RayActorError, ActorDiedError, ActorUnavailableError)
+#: Resubmissions of one group before the run gives up (a worker that dies on every attempt is a bug).
+MAX_GROUP_RETRIES = 5
+
+
+def _options(res: ActorResources) -> dict[str, Any]:
+    return {"num_cpus": res.num_cpus, "num_gpus": res.num_gpus, "resources": dict(res.resources) or None}
+
+
+def check_resources(cfg: RunConfig, cluster: dict[str, float]) -> None:
+    """Raise ``ConfigError`` naming the field when the cluster cannot hold the requested actors."""
+    wants = [
+        ("rollout.resources", cfg.rollout.resources, cfg.rollout.num_workers),
+        ("trainer.resources", cfg.trainer.resources, 1),
+        ("pipeline.scorer_resources", cfg.pipeline.scorer_resources, cfg.pipeline.num_scorers),
+    ]
+    total: dict[str, float] = {}
+    for field_name, res, count in wants:
+        asks = {"CPU": res.num_cpus, "GPU": res.num_gpus, **res.resources}
+        for key, amount in asks.items():
+            if amount and cluster.get(key, 0.0) < amount:
+                raise ConfigError(
+                    f"{field_name}: each actor asks for {amount} {key} but the Ray cluster has "
+                    f"{cluster.get(key, 0.0)} (resources: {cluster})"
+                )
+            total[key] = total.get(key, 0.0) + amount * count
+    for key, amount in total.items():
+        if amount > cluster.get(key, 0.0) + 1e-9:
+            raise ConfigError(
+                f"rollout/trainer/scorer resources: the actors together ask for {amount} {key} but the Ray "
+                f"cluster has {cluster.get(key, 0.0)}; lower rollout.resources / trainer.resources / "
+                f"pipeline.scorer_resources or the actor counts"
+            )
+
+
+@dataclass
+class WorkerSet:
+    """The rollout workers, the weights they should hold, and per-worker load for least-loaded dispatch."""
+
+    handles: list[Any]
+    accounting: Accounting
+    weights_ref: Any = None
+    version: int = 0
+    inflight: list[int] = field(default_factory=list)
+    incarnations: list[str | None] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.inflight = [0] * len(self.handles)
+        self.incarnations = [None] * len(self.handles)
+
+    async def publish(self, weights_ref: Any, version: int) -> None:
+        """Send new weights to every worker (applied in flight); returns once all acknowledged."""
+        self.weights_ref, self.version = weights_ref, version
+        await asyncio.gather(*(h.update_weights.remote(weights_ref, version) for h in self.handles))
+
+    async def refresh_incarnations(self) -> None:
+        self.incarnations = list(await asyncio.gather(*(h.incarnation.remote() for h in self.handles)))
+
+    async def _recover(self, i: int) -> None:
+        """After a failure of worker ``i``: wait for its restart, count it once, re-send the weights."""
+        incarnation = await self.handles[i].incarnation.remote()
+        if incarnation != self.incarnations[i]:
+            self.incarnations[i] = incarnation
+            self.accounting.worker_restarts += 1
+            log.warning("rollout worker %d restarted (incarnation %s); re-sending weights v%d", i, incarnation, self.version)
+        if self.weights_ref is not None:
+            await self.handles[i].update_weights.remote(self.weights_ref, self.version)
+
+    async def generate(
+        self, spec: GroupSpec, n: int, params: SamplingParams, env_canary: dict[str, Any] | None
+    ) -> list[Rollout]:
+        """Generate one group on the least-loaded worker; resubmit it if the worker dies meanwhile."""
+        for attempt in range(MAX_GROUP_RETRIES + 1):
+            i = min(range(len(self.handles)), key=self.inflight.__getitem__)
+            self.inflight[i] += 1
+            try:
+                return await self.handles[i].generate_group.remote(spec, n, params, env_canary)
+            except ACTOR_FAILURES as e:
+                if attempt == MAX_GROUP_RETRIES:
+                    raise RuntimeError(f"group {spec.group_id} failed on {attempt + 1} workers in a row") from e
+                log.warning("rollout worker %d failed on group %d (%s); resubmitting", i, spec.group_id, type(e).__name__)
+                if spec.kind == "train":
+                    self.accounting.groups_resubmitted += 1
+                await self._recover_with_wait(i)
+            finally:
+                self.inflight[i] -= 1
+        raise AssertionError("unreachable")
+
+    async def _recover_with_wait(self, i: int) -> None:
+        for _ in range(120):  # a restart takes seconds; give up after ~2 minutes
+            try:
+                await self._recover(i)
+                return
+            except ACTOR_FAILURES:
+                await asyncio.sleep(1.0)
+        raise RuntimeError(f"rollout worker {i} did not come back after a failure")
+
+
+@dataclass
+class ActorSet:
+    trainer: Any  # None for evaluation-only runs
+    workers: WorkerSet
+    scorers: list[Any]
+
+    def kill(self) -> None:
+        for h in [self.trainer, *self.workers.handles, *self.scorers]:
+            if h is None:
+                continue
+            try:
+                ray.kill(h, no_restart=True)
+            except Exception:  # noqa: BLE001 - best-effort teardown of possibly dead actors
+                pass
+
+
+def create_actors(
+    cfg: RunConfig, accounting: Accounting, trainer_model_path: str | None = None, *, with_trainer: bool = True
+) -> ActorSet:
+    """Validate resources and start the trainer (unless ``with_trainer`` is False), rollout workers, scorers."""
+    from zaya_rl.pipeline.rollout_worker import RolloutWorker
+    from zaya_rl.pipeline.scorer import Scorer
+    from zaya_rl.pipeline.trainer_actor import TrainerActor
+
+    check_resources(cfg, ray.cluster_resources())
+    cfg_dict = cfg.model_dump(mode="json")
+    trainer = None
+    if with_trainer:
+        trainer = (
+            ray.remote(TrainerActor)
+            .options(max_restarts=0, **_options(cfg.trainer.resources))
+            .remote(cfg_dict, trainer_model_path)
+        )
+    workers = [
+        ray.remote(RolloutWorker)
+        .options(max_restarts=-1, max_task_retries=0, max_concurrency=1000, **_options(cfg.rollout.resources))
+        .remote(cfg_dict, i)
+        for i in range(cfg.rollout.num_workers)
+    ]
+    scorers = [
+        ray.remote(Scorer)
+        .options(max_restarts=-1, max_task_retries=2, max_concurrency=cfg.pipeline.scorer_processes + 1,
+                 **_options(cfg.pipeline.scorer_resources))
+        .remote(cfg_dict)
+        for _ in range(cfg.pipeline.num_scorers)
+    ]
+    return ActorSet(trainer=trainer, workers=WorkerSet(workers, accounting), scorers=scorers)

@@ -1,0 +1,321 @@
+"""The asynchronous RL loop (PipelineRL-style), driven from one asyncio event loop in the driver.
+
+Each admitted group runs as one coroutine: problem (scorer pool) → G rollouts (least-loaded rollout worker)
+→ rewards (scorer pool). Finished groups are finalised (errors, canary, filter, advantages) into a FIFO of
+ready groups. Whenever the trainer is idle and ``groups_per_step`` groups are ready, one optimizer step
+starts; when it ends, the new weights are published to every worker *in flight* and, on schedule, a
+checkpoint is written. Generation never waits for training: admission control
+(``pipeline.staleness.admission_open``) is the only brake, and ``max_lag = 0`` turns the same loop into
+the synchronous baseline (``pipeline.mode: sync``).
+
+Ordering guarantees rely on the trainer actor executing calls in submission order: ``get_weights`` and
+``save`` for step k are submitted before ``train_step`` k+1, so they see exactly the weights of version k.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from zaya_rl.config import RunConfig
+from zaya_rl.pipeline.accounting import Accounting
+from zaya_rl.pipeline.actors import ActorSet
+from zaya_rl.pipeline.groups import apply_scores, finalize_group
+from zaya_rl.pipeline.records import Group, GroupSpec, Rollout
+from zaya_rl.pipeline.staleness import admissible_count, is_stale, lag
+from zaya_rl.rollout.base import SamplingParams
+from zaya_rl.trainer.batch import TrainSample
+
+log = logging.getLogger(__name__)
+
+#: Consecutive failures to generate a problem of one environment before the run stops (a broken env).
+MAX_PROBLEM_FAILURES = 20
+
+
+@dataclass
+class Window:
+    """Rollout statistics between two optimizer steps (unfiltered: every scored train rollout)."""
+
+    t0: float = field(default_factory=time.perf_counter)
+    rewards: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    accuracies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    flagged: dict[str, list[bool]] = field(default_factory=lambda: defaultdict(list))
+    finish: Counter = field(default_factory=Counter)
+    tokens: int = 0
+    samples: int = 0
+
+    def add(self, group: Group) -> None:
+        env = group.spec.env
+        for r in group.rollouts:
+            self.flagged[env].append(r.canary_flagged)
+            self.finish[r.finish_reason] += 1
+            self.tokens += len(r.token_ids)
+            self.samples += 1
+            if r.status == "ok":
+                self.rewards[env].append(r.reward)
+                self.accuracies[env].append(r.accuracy)
+
+    def metrics(self) -> dict[str, float]:
+        dt = max(time.perf_counter() - self.t0, 1e-9)
+        m: dict[str, float] = {"perf/samples_per_s": self.samples / dt, "perf/tokens_per_s": self.tokens / dt}
+        all_r = [x for v in self.rewards.values() for x in v]
+        all_a = [x for v in self.accuracies.values() for x in v]
+        all_f = [x for v in self.flagged.values() for x in v]
+        if all_r:
+            m["rollout/reward"], m["rollout/accuracy"] = _mean(all_r), _mean(all_a)
+        if all_f:
+            m["canary/flag_rate"] = _mean(all_f)
+        if self.samples:
+            m["rollout/response_tokens"] = self.tokens / self.samples
+            m.update({f"rollout/finish_{k}": v / self.samples for k, v in self.finish.items()})
+        for env in self.flagged:
+            if self.rewards[env]:
+                m[f"env/{env}/reward"] = _mean(self.rewards[env])
+                m[f"env/{env}/accuracy"] = _mean(self.accuracies[env])
+            m[f"env/{env}/canary_rate"] = _mean(self.flagged[env])
+        return m
+
+
+def _mean(xs: list) -> float:
+    return float(sum(xs)) / len(xs)
+
+
+class Orchestrator:
+    """Run RL optimizer steps until ``total_steps``; see the module docstring."""
+
+    def __init__(self, cfg: RunConfig, actors: ActorSet, sampler: Any, logger: Any, accounting: Accounting,
+                 *, step: int = 0, next_group_id: int = 0, readmit: list[tuple[str, int, int]] | None = None,
+                 checkpointer: Any = None) -> None:
+        self.cfg, self.actors, self.sampler, self.logger, self.acc = cfg, actors, sampler, logger, accounting
+        self.checkpointer = checkpointer
+        self.step = step
+        self.next_group_id = next_group_id
+        self.readmit = deque(readmit or [])
+        self.gps = cfg.pipeline.groups_per_step
+        self.G = cfg.algorithm.group_size
+        self.max_lag = 0 if cfg.pipeline.mode == "sync" else cfg.pipeline.max_lag
+        s = cfg.rollout.sampling
+        self.params = SamplingParams(max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p,
+                                     seed=cfg.seed)
+        self.env_canary = {e.name: {"threshold": e.canary_threshold, "patience": e.canary_patience}
+                           for e in cfg.data.environments}
+        self.published = step
+        self.ready: deque[tuple[Group, list[Rollout]]] = deque()
+        self.group_tasks: dict[asyncio.Task, tuple[str, int, int]] = {}
+        self.train_task: asyncio.Task | None = None
+        self.train_batch: list[tuple[Group, list[Rollout]]] = []
+        self.publish_task: asyncio.Task | None = None
+        self.publish_wanted: tuple[Any, int] | None = None
+        self.side_tasks: set[asyncio.Task] = set()
+        self.pending_samples = 0
+        self.problem_failures: Counter = Counter()
+        self.window = Window()
+        self.trainer_busy_s = 0.0
+        self._train_t0 = 0.0
+        self._scorer_i = 0
+
+    # ---------------------------------------------------------------- groups
+    def _scorer(self) -> Any:
+        self._scorer_i = (self._scorer_i + 1) % len(self.actors.scorers)
+        return self.actors.scorers[self._scorer_i]
+
+    async def run_group(self, env: str, seed: int, difficulty: int, *, kind: str, n: int,
+                        params: SamplingParams) -> Group | None:
+        """Problem → n rollouts → scores, for one group. None when the problem could not be generated."""
+        scorer = self._scorer()
+        try:
+            problem = await scorer.make_problem.remote(env, seed, difficulty)
+        except Exception as e:  # noqa: BLE001 - an environment that fails to generate must not kill the run
+            self.problem_failures[env] += 1
+            log.error("environment %s failed to generate seed=%d difficulty=%d: %s", env, seed, difficulty, e)
+            if self.problem_failures[env] >= MAX_PROBLEM_FAILURES:
+                raise RuntimeError(f"environment {env!r} failed to generate {MAX_PROBLEM_FAILURES} problems in a row")
+            return None
+        self.problem_failures[env] = 0
+        gid = self.next_group_id
+        self.next_group_id += 1
+        spec = GroupSpec(gid, env, seed, difficulty, problem, admitted_version=self.published, kind=kind)
+        rollouts = await self.actors.workers.generate(spec, n, params, self.env_canary.get(env))
+        if kind == "train":
+            self.acc.add_generated(len(rollouts))
+            self.pending_samples += len(rollouts)
+        group = Group(spec, rollouts)
+        apply_scores(group, await scorer.score.remote(problem, [r.text for r in rollouts]))
+        return group
+
+    def _on_group_done(self, group: Group) -> None:
+        self.window.add(group)
+        accs = [r.accuracy for r in group.rollouts if r.status == "ok"]
+        self.sampler.record(group.spec.env, group.spec.difficulty, accs)
+        a = self.cfg.algorithm
+        kept, dropped = finalize_group(group, advantage=a.advantage, canary_on_flag=self.cfg.canary.on_flag,
+                                       filter_equal=a.filter_equal_groups)
+        for reason, k in dropped.items():
+            self.acc.add_dropped(reason, k)
+            self.pending_samples -= k
+        if kept:
+            self.ready.append((group, kept))
+
+    def _active_groups(self) -> int:
+        return len(self.group_tasks) + len(self.ready) + len(self.train_batch) + self.step * self.gps
+
+    def _admit(self, total_steps: int) -> None:
+        room = admissible_count(active_groups=self._active_groups(), published_version=self.published,
+                                groups_per_step=self.gps, max_lag=self.max_lag)
+        room = min(room, total_steps * self.gps - self._active_groups())
+        for _ in range(max(room, 0)):
+            env, seed, difficulty = self.readmit.popleft() if self.readmit else self.sampler.next()
+            task = asyncio.create_task(self.run_group(env, seed, difficulty, kind="train", n=self.G,
+                                                      params=self.params))
+            self.group_tasks[task] = (env, seed, difficulty)
+            self.acc.groups_submitted += 1
+
+    # ---------------------------------------------------------------- training
+    def _take_batch(self) -> list[tuple[Group, list[Rollout]]] | None:
+        batch = []
+        while self.ready and len(batch) < self.gps:
+            group, kept = self.ready.popleft()
+            oldest = min(r.min_version for r in kept)
+            if is_stale(self.step, oldest, self.max_lag):
+                if self.cfg.pipeline.stale_policy == "drop":
+                    self.acc.add_dropped("stale", len(kept))
+                    self.pending_samples -= len(kept)
+                    continue
+                self.acc.stale_trained += len(kept)
+            batch.append((group, kept))
+        if len(batch) < self.gps:
+            self.ready.extendleft(reversed(batch))
+            return None
+        return batch
+
+    def _maybe_start_training(self) -> None:
+        if self.train_task is not None:
+            return
+        batch = self._take_batch()
+        if batch is None:
+            return
+        samples = [
+            TrainSample(r.prompt_ids, r.token_ids, r.logprobs, r.advantage, r.routed_experts,
+                        lag=lag(self.step, r.min_version))
+            for _, kept in batch for r in kept
+        ]
+        self.train_batch = batch
+        self._train_t0 = time.perf_counter()
+        self.train_task = asyncio.create_task(self._train(samples))
+
+    async def _train(self, samples: list[TrainSample]) -> dict[str, Any]:
+        return await self.actors.trainer.train_step.remote(samples)
+
+    def _on_train_done(self, metrics: dict[str, Any]) -> None:
+        self.trainer_busy_s += time.perf_counter() - self._train_t0
+        batch, self.train_batch, self.train_task = self.train_batch, [], None
+        n = sum(len(kept) for _, kept in batch)
+        self.pending_samples -= n
+        lags = [lag(self.step, r.min_version) for _, kept in batch for r in kept]
+        if metrics.get("train/skipped"):
+            self.acc.add_dropped("nonfinite_step", n)
+            log.warning("optimizer step skipped: %s", metrics.get("train/skip_reason"))
+            self.logger.log(self.step, {**metrics, **self.acc.metrics()}, advance=0)
+            return
+        self.acc.add_trained(n)
+        self.step += 1
+        self._request_publish()
+        if self.checkpointer is not None and self.checkpointer.due(self.step):
+            self.checkpointer.request(self)
+        self.acc.check(self.pending_samples)
+        self._log_step(metrics, lags, batch)
+
+    def _log_step(self, metrics: dict[str, Any], lags: list[int], batch: list[tuple[Group, list[Rollout]]]) -> None:
+        m = {**metrics, **self.window.metrics(), **self.acc.metrics(), **self.sampler.metrics()}
+        m.update({"pipeline/lag_mean": _mean(lags), "pipeline/lag_max": float(max(lags)),
+                  "pipeline/lag_min": float(min(lags)), "pipeline/published_version": float(self.published),
+                  "pipeline/inflight_groups": float(len(self.group_tasks)),
+                  "pipeline/ready_groups": float(len(self.ready))})
+        every = self.cfg.logging.log_samples_every
+        if every and self.step % every == 0:
+            rows = [[g.spec.env, g.spec.problem.get("messages", [{}])[-1].get("content", ""), r.text, r.reward]
+                    for g, kept in batch[:2] for r in kept[:2]]
+            self.logger.log_table("rollout/samples", ["env", "prompt", "response", "reward"], rows, self.step)
+        self.window = Window()
+        self.logger.log(self.step, m)
+
+    # ---------------------------------------------------------------- weights
+    def _request_publish(self) -> None:
+        self.publish_wanted = (self.actors.trainer.get_weights.remote(), self.step)
+        if self.publish_task is None:
+            self.publish_task = asyncio.create_task(self._publish())
+
+    async def _publish(self) -> float:
+        t0 = time.perf_counter()
+        while self.publish_wanted is not None:
+            ref, version = self.publish_wanted
+            self.publish_wanted = None
+            await self.actors.workers.publish(ref, version)
+            self.published = version
+        return time.perf_counter() - t0
+
+    # ---------------------------------------------------------------- loop
+    def pending_triples(self) -> list[tuple[str, int, int]]:
+        """(env, seed, difficulty) of every admitted group not yet trained (for checkpoints)."""
+        ready = [(g.spec.env, g.spec.seed, g.spec.difficulty) for g, _ in [*self.train_batch, *self.ready]]
+        return [*self.group_tasks.values(), *ready, *self.readmit]
+
+    async def run(self, total_steps: int) -> None:
+        """Run until ``total_steps`` optimizer steps are done and the last weights are published."""
+        t_start = time.perf_counter()
+        busy0 = self.trainer_busy_s
+        while self.step < total_steps:
+            self._admit(total_steps)
+            self._maybe_start_training()
+            waiting = set(self.group_tasks) | self.side_tasks
+            waiting |= {t for t in (self.train_task, self.publish_task) if t is not None}
+            if not waiting:
+                raise RuntimeError("pipeline stalled: nothing in flight and not enough groups to train")
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                self._dispatch(task)
+        await self.drain()
+        wall = time.perf_counter() - t_start
+        self.logger.log(self.step, {"perf/trainer_idle_frac": 1.0 - (self.trainer_busy_s - busy0) / max(wall, 1e-9)},
+                        advance=0)
+
+    def _dispatch(self, task: asyncio.Task) -> None:
+        if task in self.group_tasks:
+            del self.group_tasks[task]
+            group = task.result()
+            if group is not None:
+                self._on_group_done(group)
+        elif task is self.train_task:
+            self._on_train_done(task.result())
+        elif task is self.publish_task:
+            self.publish_task = None
+            self.logger.log(self.step, {"perf/publish_s": task.result()}, advance=0)
+            if self.publish_wanted is not None:
+                self.publish_task = asyncio.create_task(self._publish())
+        else:
+            self.side_tasks.discard(task)
+            task.result()
+
+    async def drain(self) -> None:
+        """Wait for publication and checkpoints; book generated-but-untrained samples as interrupted."""
+        while self.publish_task is not None or self.side_tasks:
+            waiting = self.side_tasks | ({self.publish_task} if self.publish_task else set())
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                self._dispatch(task)
+
+    async def stop(self) -> None:
+        """Cancel in-flight groups; their generated samples are booked ``interrupted``."""
+        for task in list(self.group_tasks):
+            task.cancel()
+        await asyncio.gather(*self.group_tasks, return_exceptions=True)
+        self.group_tasks.clear()
+        left = self.pending_samples
+        self.acc.add_dropped("interrupted", left)
+        self.pending_samples = 0
+        self.ready.clear()
+        self.acc.check(0)

@@ -1,0 +1,113 @@
+"""Rollout-worker actor: a thin async shell around one rollout engine (torch, vLLM or scripted).
+
+Endpoints: ``generate_group`` (G completions of one problem), ``update_weights`` (in flight: the engine
+applies them between decode steps while other groups keep decoding), ``incarnation`` (changes when Ray
+restarts the actor, so the orchestrator can count restarts and re-send the current weights).
+
+The worker applies the chat template and decodes completions; the engine sees only token ids. Because
+this is an async actor, many ``generate_group`` calls are in flight at once and the engine batches them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from typing import Any
+
+from zaya_rl.canary import CompressibilityCanary
+from zaya_rl.config import RunConfig
+from zaya_rl.pipeline.records import GroupSpec, Rollout
+from zaya_rl.rollout.base import CanarySpec, GenerationRequest, GenerationResult, SamplingParams
+
+
+class RolloutWorker:
+    """Ray actor (created with ``ray.remote(RolloutWorker).options(...)`` by ``pipeline.actors``)."""
+
+    def __init__(self, cfg_dict: dict[str, Any], worker_index: int) -> None:
+        from zaya_rl.rollout.factory import build_engine
+
+        self.cfg = RunConfig.model_validate(cfg_dict)
+        self.index = worker_index
+        self._incarnation = f"{worker_index}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.engine, self.tokenizer = build_engine(self.cfg)
+
+    def incarnation(self) -> str:
+        return self._incarnation
+
+    async def update_weights(self, weights: Any, version: int) -> int:
+        await self.engine.update_weights(weights, version)
+        return version
+
+    def _prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        sys_prompt = self.cfg.data.system_prompt
+        if sys_prompt and not any(m["role"] == "system" for m in messages):
+            messages = [{"role": "system", "content": sys_prompt}, *messages]
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        return list(ids["input_ids"] if isinstance(ids, dict) else ids)
+
+    def _canary_spec(self, env_canary: dict[str, Any] | None) -> CanarySpec | None:
+        c = self.cfg.canary
+        if not (c.enabled and c.stop_generation):
+            return None
+        env_canary = env_canary or {}
+        return CanarySpec(
+            threshold=env_canary.get("threshold") or c.threshold,
+            patience=env_canary.get("patience") or c.patience,
+            chunk_bytes=c.chunk_bytes,
+        )
+
+    async def generate_group(
+        self,
+        spec: GroupSpec,
+        n: int,
+        params: SamplingParams,
+        env_canary: dict[str, Any] | None = None,
+    ) -> list[Rollout]:
+        """Sample ``n`` completions of ``spec``'s problem; per-sample seeds derive from the group id."""
+        prompt_ids = self._prompt_ids(spec.problem["messages"])
+        canary = self._canary_spec(env_canary)
+        stop = tuple(params.stop_token_ids) or (self.tokenizer.eos_token_id,)
+        requests = [
+            GenerationRequest(
+                request_id=f"{spec.kind}-{spec.group_id}-{i}",
+                prompt_ids=prompt_ids,
+                params=SamplingParams(
+                    max_new_tokens=params.max_new_tokens,
+                    temperature=params.temperature,
+                    top_p=params.top_p,
+                    stop_token_ids=stop,
+                    seed=None if params.seed is None else params.seed + 7919 * spec.group_id + i,
+                ),
+                canary=canary,
+            )
+            for i in range(n)
+        ]
+        results = await asyncio.gather(*(self.engine.generate(r) for r in requests))
+        return [self._to_rollout(spec, i, res, env_canary) for i, res in enumerate(results)]
+
+    def _to_rollout(
+        self, spec: GroupSpec, i: int, res: GenerationResult, env_canary: dict[str, Any] | None
+    ) -> Rollout:
+        text = self.tokenizer.decode(res.token_ids, skip_special_tokens=True)
+        flagged = res.finish_reason == "degenerate"
+        c = self.cfg.canary
+        if c.enabled and not c.stop_generation:
+            # Monitor-only canary: same statistic, computed on the finished text.
+            env_canary = env_canary or {}
+            canary = CompressibilityCanary(
+                env_canary.get("threshold") or c.threshold, env_canary.get("patience") or c.patience, c.chunk_bytes
+            )
+            flagged = canary.feed(text)
+        return Rollout(
+            group_id=spec.group_id,
+            index=i,
+            prompt_ids=list(res.prompt_ids),
+            token_ids=list(res.token_ids),
+            logprobs=list(res.logprobs),
+            versions=list(res.versions),
+            finish_reason=res.finish_reason,
+            text=text,
+            routed_experts=res.routed_experts,
+            canary_flagged=flagged,
+        )

@@ -1,0 +1,150 @@
+"""One RL optimizer step: micro-batched forward/backward with router replay, the NaN guard, clip, step.
+
+    for each micro-batch (sorted by length, right-padded):
+        hidden = base_model(input_ids)                    # under replay_routing(...) for MoE models (R3)
+        logp   = token_logprobs(hidden[loss positions], lm_head, targets, T)   # chunked, never [N × V]
+        loss_mb = policy_loss(logp, behaviour, A, mask, δ, C, mode, L_max, num_sequences=B_global)
+        loss_mb.backward()                                # Σ_mb loss_mb == full-batch loss
+    if any loss or the gradient norm is non-finite: zero the gradients and skip the step
+    clip the global gradient norm; optimizer.step()
+
+The maths lives in ``zaya_rl.algorithms`` (loss, log-probs) and ``zaya_rl.optim``; this module only wires
+it to a model. The caller (the trainer actor) owns the count of consecutive skipped steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from zaya_rl.algorithms.logprobs import token_logprobs
+from zaya_rl.algorithms.loss import policy_loss
+from zaya_rl.models.router_replay import replay_routing
+from zaya_rl.trainer.batch import MicroBatch, TrainSample, count_nonempty, make_micro_batches
+
+
+@dataclass(frozen=True)
+class LossSettings:
+    """What the step needs from the run config (``RunConfig`` → ``loss_settings``)."""
+
+    temperature: float
+    delta: float
+    tis_cap: float
+    aggregation: str
+    max_len: int
+    logprob_chunk_size: int
+    router_replay: bool
+    grad_clip: float
+    micro_batch_size: int
+    fp32_lm_head: bool = False
+
+
+@dataclass
+class StepResult:
+    metrics: dict[str, float]
+    skipped: bool
+    reason: str = ""
+
+
+def base_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.Tensor]:
+    """The decoder stack and the output-embedding weight of an HF causal LM."""
+    if getattr(model.config, "final_logit_softcapping", None):
+        raise ValueError("models with final_logit_softcapping are not supported by token_logprobs")
+    return getattr(model, model.base_model_prefix), model.get_output_embeddings().weight
+
+
+def sequence_logprobs(
+    model: torch.nn.Module, mb: MicroBatch, *, settings: LossSettings, replay: bool | None = None
+) -> torch.Tensor:
+    """Log-probs ``[B, T]`` of ``mb.targets`` at loss positions (0 elsewhere), at the sampling temperature."""
+    base, head = base_and_head(model)
+    use_replay = settings.router_replay if replay is None else replay
+    ctx = (
+        replay_routing(model, mb.replay_indices, mb.replay_valid)
+        if use_replay and mb.replay_indices is not None
+        else contextlib.nullcontext()
+    )
+    with ctx:
+        hidden = base(input_ids=mb.input_ids, attention_mask=mb.attention_mask).last_hidden_state
+    lp = token_logprobs(
+        hidden[mb.loss_mask],
+        head,
+        mb.targets[mb.loss_mask],
+        temperature=settings.temperature,
+        chunk_size=settings.logprob_chunk_size,
+        fp32=settings.fp32_lm_head,
+    )
+    out = torch.zeros(mb.loss_mask.shape, dtype=lp.dtype, device=lp.device)
+    return out.masked_scatter(mb.loss_mask, lp)
+
+
+def _micro_batch_loss(
+    model: torch.nn.Module, mb: MicroBatch, *, num_sequences: int, num_tokens: int, settings: LossSettings
+) -> tuple[torch.Tensor, dict[str, float]]:
+    logp = sequence_logprobs(model, mb, settings=settings)
+    return policy_loss(
+        logp,
+        mb.behaviour_logp,
+        mb.advantages,
+        mb.loss_mask,
+        delta=settings.delta,
+        tis_cap=settings.tis_cap,
+        mode=settings.aggregation,
+        max_len=settings.max_len,
+        num_sequences=num_sequences,
+        num_tokens=num_tokens,
+    )
+
+
+def train_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    samples: Sequence[TrainSample],
+    *,
+    settings: LossSettings,
+    pad_id: int,
+) -> StepResult:
+    """Accumulate the loss of ``samples`` over micro-batches and take one optimizer step (or skip it)."""
+    device = next(model.parameters()).device
+    micro = [mb.to(device) for mb in make_micro_batches(samples, settings.micro_batch_size, pad_id)]
+    # Global denominators of the whole step, shared by every micro-batch (micro-batch invariance).
+    num_sequences = count_nonempty(samples)
+    num_tokens = sum(int(mb.loss_mask.sum()) for mb in micro)
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    total_loss, sums, weights = 0.0, {}, {}
+    for mb in micro:
+        loss, m = _micro_batch_loss(
+            model, mb, num_sequences=num_sequences, num_tokens=num_tokens, settings=settings
+        )
+        if not torch.isfinite(loss):
+            optimizer.zero_grad(set_to_none=True)
+            return StepResult({"train/nonfinite": 1.0}, skipped=True, reason=f"non-finite loss {loss.item()}")
+        loss.backward()
+        total_loss += float(loss.detach())
+        w = float(mb.loss_mask.sum())
+        for k, v in m.items():
+            sums[k] = sums.get(k, 0.0) + v * w
+            weights[k] = weights.get(k, 0.0) + w
+    params = [p for p in model.parameters() if p.grad is not None]
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)) if params else 0.0
+    if not math.isfinite(grad_norm):
+        optimizer.zero_grad(set_to_none=True)
+        return StepResult({"train/nonfinite": 1.0}, skipped=True, reason=f"non-finite gradient norm {grad_norm}")
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    metrics = {k: sums[k] / weights[k] for k in sums if weights[k] > 0}
+    metrics.update(
+        {
+            "train/loss": total_loss,
+            "train/grad_norm": grad_norm,
+            "train/num_sequences": float(num_sequences),
+            "train/num_tokens": float(num_tokens),
+            "train/nonfinite": 0.0,
+        }
+    )
+    return StepResult(metrics, skipped=False)
