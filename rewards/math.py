@@ -41,7 +41,7 @@ from typing import Literal
 MAX_ANSWER_CHARS = 1000
 _BOX_OPENERS = ("\\boxed{", "\\fbox{")
 _ANSWER_LINE = re.compile(r"(?:final\s+answer|answer)\s*(?:is|:|=)\s*:?\s*(.+)", re.IGNORECASE)
-_NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?(?:\s*/\s*\d+)?")
+_NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?(?:\s*/\s*\d+)?", re.ASCII)
 #: Extra seconds the caller waits for the helper beyond its three parse/verify timeouts (IPC, start).
 _HELPER_SLACK_S = 2.0
 _HELPER_START_S = 60.0

@@ -10,6 +10,7 @@ Each command group lives next to the code it drives and contributes its sub-pars
     zaya-rl model init --preset tiny-zaya --out models/tiny-zaya
     zaya-rl envs list | sample NAME --difficulty D -n K | check NAME
     zaya-rl config show configs/tiny_cpu.yaml | docs
+    zaya-rl rsa eval --env math --model tiny-zaya -n 4 --N 4 --C 2 --tau 16 --budget 32 --out runs/rsa
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ _COMMAND_MODULES = (
     "zaya_rl.models.commands",
     "environments.commands",
     "zaya_rl.config.commands",
+    "zaya_rl.rsa.commands",
 )
 
 

@@ -26,8 +26,8 @@ class TrainerActor:
     def __init__(self, cfg_dict: dict[str, Any], model_path: str | None = None) -> None:
         import torch
 
-        from zaya_rl.models import build_model_and_tokenizer
-        from zaya_rl.optim import build_optimizer
+        from zaya_rl.models.policy import build_model_and_tokenizer
+        from zaya_rl.optim.build import build_optimizer
         from zaya_rl.trainer.step import LossSettings
 
         self.cfg = cfg = RunConfig.model_validate(cfg_dict)
@@ -59,7 +59,9 @@ class TrainerActor:
 
     def describe(self) -> dict[str, Any]:
         n = sum(p.numel() for p in self.model.parameters())
-        return {"parameters": n, "partition": str(self.partition), "device": str(self.device)}
+        from zaya_rl.optim.partition import describe_partition
+
+        return {"parameters": n, "partition": describe_partition(self.partition), "device": str(self.device)}
 
     def _set_lr(self) -> None:
         warm = self.cfg.optim.warmup_steps
