@@ -67,7 +67,8 @@ class MetricsLogger:
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
         if self._wandb is not None:
-            self._wandb.log(clean, step=step)
+            # wandb's own step only increases; SFT, RL and eval records share one x-axis key instead.
+            self._wandb.log({**clean, "optimizer_step": step})
         if self._bar is not None:
             self._bar.set_postfix(
                 {label: f"{clean[k]:.3g}" for k, label in _BAR_KEYS if k in clean}, refresh=False
@@ -80,7 +81,7 @@ class MetricsLogger:
         if self._wandb is not None:
             import wandb
 
-            self._wandb.log({key: wandb.Table(columns=columns, data=rows)}, step=step)
+            self._wandb.log({key: wandb.Table(columns=columns, data=rows), "optimizer_step": step})
 
     def close(self) -> None:
         if self._bar is not None:

@@ -85,3 +85,16 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerFast, out_dir: str) -> None:
     if tokenizer.chat_template is not None:
         config["chat_template"] = tokenizer.chat_template
     path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+
+
+def encode_chat(tokenizer, messages: list[dict[str, str]], *, system_prompt: str | None = None) -> list[int]:
+    """Prompt token ids of ``messages`` under the tokenizer's chat template, ready for the assistant turn.
+
+    Renders the template to text and tokenises it without adding special tokens again (the template
+    already holds them), which works the same for this project's tokenizer and any HF checkpoint's.
+    ``system_prompt`` is prepended as a system message unless ``messages`` already has one.
+    """
+    if system_prompt and not any(m.get("role") == "system" for m in messages):
+        messages = [{"role": "system", "content": system_prompt}, *messages]
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])

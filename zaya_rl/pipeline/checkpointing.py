@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ def orchestrator_state(orch: Any) -> dict[str, Any]:
         "pending_samples": orch.pending_samples,
         "sampler": orch.sampler.state_dict(),
         "next_group_id": orch.next_group_id,
-        "pending_groups": [list(t) for t in orch.pending_triples()],
+        "pending_draws": [asdict(d) for d in orch.pending_draws()],
     }
 
 

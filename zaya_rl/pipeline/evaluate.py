@@ -1,7 +1,7 @@
 """Held-out evaluation through the same rollout workers and scorers as training.
 
 For every environment of the mixture: ``eval.num_problems`` problems whose seeds are disjoint from the
-training stream (``MixtureSampler.eval_problems``), one completion each at ``eval.temperature`` (greedy by
+training stream (``MixtureSampler.eval_draws``), one completion each at ``eval.temperature`` (greedy by
 default), scored by the environment's verifier. Accuracy per environment and their mean (macro average).
 A verifier failure counts as incorrect and is reported in ``errors``. Evaluation touches neither the sample
 accounting nor the adaptive difficulty.
@@ -16,14 +16,25 @@ from zaya_rl.config import RunConfig
 from zaya_rl.rollout.base import SamplingParams
 
 
+def fixed_eval_level(cfg: RunConfig) -> Any:
+    """Evaluation level per environment: its fixed training level, or its lowest level when adaptive.
+
+    Before and after must see the same problems, so an adaptive environment is not evaluated at its
+    current (moving) level h.
+    """
+    from environments.registry import get_spec
+
+    levels = {e.name: (e.difficulty if e.difficulty != "adaptive" else get_spec(e.name).min_difficulty)
+              for e in cfg.data.environments}
+    return levels.__getitem__
+
+
 async def evaluate(orch: Any, cfg: RunConfig, sampler: Any) -> dict[str, float]:
     """Accuracy per environment and overall (key ``accuracy``) on the held-out problems."""
     params = SamplingParams(max_new_tokens=cfg.rollout.sampling.max_new_tokens, temperature=cfg.eval.temperature,
                             seed=cfg.seed + 1)
-    jobs = [(e.name, seed, d) for e in cfg.data.environments
-            for seed, d in sampler.eval_problems(e.name, cfg.eval.num_problems)]
-    groups = await asyncio.gather(*(orch.run_group(env, seed, d, kind="eval", n=1, params=params)
-                                     for env, seed, d in jobs))
+    draws = sampler.eval_draws(cfg.eval.num_problems, difficulty=fixed_eval_level(cfg))
+    groups = await asyncio.gather(*(orch.run_group(d, kind="eval", n=1, params=params) for d in draws))
     per_env: dict[str, list[float]] = {e.name: [] for e in cfg.data.environments}
     errors = 0
     for g in groups:

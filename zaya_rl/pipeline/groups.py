@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from environments.sampler import is_informative
 from zaya_rl.algorithms.advantages import compute_advantages
 from zaya_rl.pipeline.records import Group, Rollout
 
@@ -43,7 +44,7 @@ def finalize_group(
             if r.canary_flagged and canary_on_flag == "zero_reward":
                 r.reward, r.accuracy = 0.0, 0.0
             kept.append(r)
-    if kept and filter_equal and len({r.reward for r in kept}) == 1:
+    if kept and filter_equal and not is_informative([r.reward for r in kept]):
         dropped["equal_rewards"] += len(kept)
         kept = []
     if kept:

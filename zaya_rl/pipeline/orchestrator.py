@@ -18,9 +18,10 @@ import asyncio
 import logging
 import time
 from collections import Counter, defaultdict, deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from environments.sampler import Draw
 from zaya_rl.config import RunConfig
 from zaya_rl.pipeline.accounting import Accounting
 from zaya_rl.pipeline.actors import ActorSet
@@ -88,7 +89,7 @@ class Orchestrator:
     """Run RL optimizer steps until ``total_steps``; see the module docstring."""
 
     def __init__(self, cfg: RunConfig, actors: ActorSet, sampler: Any, logger: Any, accounting: Accounting,
-                 *, step: int = 0, next_group_id: int = 0, readmit: list[tuple[str, int, int]] | None = None,
+                 *, step: int = 0, next_group_id: int = 0, readmit: list[Draw] | None = None,
                  checkpointer: Any = None) -> None:
         self.cfg, self.actors, self.sampler, self.logger, self.acc = cfg, actors, sampler, logger, accounting
         self.checkpointer = checkpointer
@@ -105,7 +106,8 @@ class Orchestrator:
                            for e in cfg.data.environments}
         self.published = step
         self.ready: deque[tuple[Group, list[Rollout]]] = deque()
-        self.group_tasks: dict[asyncio.Task, tuple[str, int, int]] = {}
+        self.group_tasks: dict[asyncio.Task, Draw] = {}
+        self.draws: dict[int, Draw] = {}  # group id -> its draw, while the group is not yet trained
         self.train_task: asyncio.Task | None = None
         self.train_batch: list[tuple[Group, list[Rollout]]] = []
         self.publish_task: asyncio.Task | None = None
@@ -123,22 +125,25 @@ class Orchestrator:
         self._scorer_i = (self._scorer_i + 1) % len(self.actors.scorers)
         return self.actors.scorers[self._scorer_i]
 
-    async def run_group(self, env: str, seed: int, difficulty: int, *, kind: str, n: int,
-                        params: SamplingParams) -> Group | None:
+    async def run_group(self, draw: Draw, *, kind: str, n: int, params: SamplingParams) -> Group | None:
         """Problem → n rollouts → scores, for one group. None when the problem could not be generated."""
         scorer = self._scorer()
+        env = draw.env
         try:
-            problem = await scorer.make_problem.remote(env, seed, difficulty)
+            problem = await scorer.make_problem.remote(asdict(draw))
         except Exception as e:  # noqa: BLE001 - an environment that fails to generate must not kill the run
             self.problem_failures[env] += 1
-            log.error("environment %s failed to generate seed=%d difficulty=%d: %s", env, seed, difficulty, e)
+            log.error("environment %s failed to generate seed=%d difficulty=%d: %s", env, draw.seed,
+                      draw.difficulty, e)
             if self.problem_failures[env] >= MAX_PROBLEM_FAILURES:
                 raise RuntimeError(f"environment {env!r} failed to generate {MAX_PROBLEM_FAILURES} problems in a row")
             return None
         self.problem_failures[env] = 0
         gid = self.next_group_id
         self.next_group_id += 1
-        spec = GroupSpec(gid, env, seed, difficulty, problem, admitted_version=self.published, kind=kind)
+        if kind == "train":
+            self.draws[gid] = draw
+        spec = GroupSpec(gid, env, draw.seed, draw.difficulty, problem, admitted_version=self.published, kind=kind)
         rollouts = await self.actors.workers.generate(spec, n, params, self.env_canary.get(env))
         if kind == "train":
             self.acc.add_generated(len(rollouts))
@@ -150,7 +155,7 @@ class Orchestrator:
     def _on_group_done(self, group: Group) -> None:
         self.window.add(group)
         accs = [r.accuracy for r in group.rollouts if r.status == "ok"]
-        self.sampler.record(group.spec.env, group.spec.difficulty, accs)
+        self.sampler.observe(group.spec.env, group.spec.difficulty, accs)
         a = self.cfg.algorithm
         kept, dropped = finalize_group(group, advantage=a.advantage, canary_on_flag=self.cfg.canary.on_flag,
                                        filter_equal=a.filter_equal_groups)
@@ -159,6 +164,8 @@ class Orchestrator:
             self.pending_samples -= k
         if kept:
             self.ready.append((group, kept))
+        else:
+            self.draws.pop(group.spec.group_id, None)
 
     def _active_groups(self) -> int:
         return len(self.group_tasks) + len(self.ready) + len(self.train_batch) + self.step * self.gps
@@ -168,10 +175,9 @@ class Orchestrator:
                                 groups_per_step=self.gps, max_lag=self.max_lag)
         room = min(room, total_steps * self.gps - self._active_groups())
         for _ in range(max(room, 0)):
-            env, seed, difficulty = self.readmit.popleft() if self.readmit else self.sampler.next()
-            task = asyncio.create_task(self.run_group(env, seed, difficulty, kind="train", n=self.G,
-                                                      params=self.params))
-            self.group_tasks[task] = (env, seed, difficulty)
+            draw = self.readmit.popleft() if self.readmit else self.sampler.draw()
+            task = asyncio.create_task(self.run_group(draw, kind="train", n=self.G, params=self.params))
+            self.group_tasks[task] = draw
             self.acc.groups_submitted += 1
 
     # ---------------------------------------------------------------- training
@@ -184,6 +190,7 @@ class Orchestrator:
                 if self.cfg.pipeline.stale_policy == "drop":
                     self.acc.add_dropped("stale", len(kept))
                     self.pending_samples -= len(kept)
+                    self.draws.pop(group.spec.group_id, None)
                     continue
                 self.acc.stale_trained += len(kept)
             batch.append((group, kept))
@@ -213,6 +220,8 @@ class Orchestrator:
     def _on_train_done(self, metrics: dict[str, Any]) -> None:
         self.trainer_busy_s += time.perf_counter() - self._train_t0
         batch, self.train_batch, self.train_task = self.train_batch, [], None
+        for g, _ in batch:
+            self.draws.pop(g.spec.group_id, None)
         n = sum(len(kept) for _, kept in batch)
         self.pending_samples -= n
         lags = [lag(self.step, r.min_version) for _, kept in batch for r in kept]
@@ -259,9 +268,9 @@ class Orchestrator:
         return time.perf_counter() - t0
 
     # ---------------------------------------------------------------- loop
-    def pending_triples(self) -> list[tuple[str, int, int]]:
-        """(env, seed, difficulty) of every admitted group not yet trained (for checkpoints)."""
-        ready = [(g.spec.env, g.spec.seed, g.spec.difficulty) for g, _ in [*self.train_batch, *self.ready]]
+    def pending_draws(self) -> list[Draw]:
+        """The draws of every admitted group not yet trained (checkpoints re-admit them on resume)."""
+        ready = [self.draws[g.spec.group_id] for g, _ in [*self.train_batch, *self.ready]]
         return [*self.group_tasks.values(), *ready, *self.readmit]
 
     async def run(self, total_steps: int) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from zaya_rl.canary import CompressibilityCanary
 from zaya_rl.config import RunConfig
+from zaya_rl.models.tokenizer import encode_chat
 from zaya_rl.pipeline.records import GroupSpec, Rollout
 from zaya_rl.rollout.base import CanarySpec, GenerationRequest, GenerationResult, SamplingParams
 
@@ -39,13 +40,6 @@ class RolloutWorker:
         await self.engine.update_weights(weights, version)
         return version
 
-    def _prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
-        sys_prompt = self.cfg.data.system_prompt
-        if sys_prompt and not any(m["role"] == "system" for m in messages):
-            messages = [{"role": "system", "content": sys_prompt}, *messages]
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        return list(ids["input_ids"] if isinstance(ids, dict) else ids)
-
     def _canary_spec(self, env_canary: dict[str, Any] | None) -> CanarySpec | None:
         c = self.cfg.canary
         if not (c.enabled and c.stop_generation):
@@ -65,7 +59,7 @@ class RolloutWorker:
         env_canary: dict[str, Any] | None = None,
     ) -> list[Rollout]:
         """Sample ``n`` completions of ``spec``'s problem; per-sample seeds derive from the group id."""
-        prompt_ids = self._prompt_ids(spec.problem["messages"])
+        prompt_ids = encode_chat(self.tokenizer, spec.problem["messages"], system_prompt=self.cfg.data.system_prompt)
         canary = self._canary_spec(env_canary)
         stop = tuple(params.stop_token_ids) or (self.tokenizer.eos_token_id,)
         requests = [

@@ -55,6 +55,14 @@ def _setup_logging(run_dir: Path) -> None:
     root.setLevel(logging.INFO)
 
 
+def make_sampler(cfg: RunConfig, seed_offset: int = 0) -> Any:
+    """The run's (environment, seed, difficulty) stream; ``seed_offset`` gives an independent stream."""
+    from environments.sampler import MixtureSampler
+
+    return MixtureSampler(cfg.data.environments, cfg.seed + seed_offset, adaptive=cfg.data.adaptive,
+                          group_size=cfg.algorithm.group_size)
+
+
 def checkpoint_root(cfg: RunConfig) -> Path:
     return Path(cfg.checkpoint.dir) if cfg.checkpoint.dir else Path(cfg.run_dir) / "checkpoints"
 
@@ -111,7 +119,7 @@ def _run(cfg: RunConfig, checkpoint: Path | None) -> dict[str, Any]:
 
 async def _main(cfg: RunConfig, actors: Any, acc: Accounting, logger: Any, checkpoint: Path | None,
                 state: dict[str, Any] | None) -> dict[str, Any]:
-    from environments.sampler import MixtureSampler
+    from environments.sampler import Draw
     from zaya_rl.pipeline.checkpointing import Checkpointer
     from zaya_rl.pipeline.evaluate import evaluate
     from zaya_rl.pipeline.orchestrator import Orchestrator
@@ -119,7 +127,7 @@ async def _main(cfg: RunConfig, actors: Any, acc: Accounting, logger: Any, check
 
     t0 = time.perf_counter()
     run_state: dict[str, Any] = dict(state["run"]) if state else {"wall_s_before": 0.0}
-    sampler = MixtureSampler(cfg.data, group_size=cfg.algorithm.group_size, seed=cfg.seed)
+    sampler = make_sampler(cfg)
     orch_kwargs: dict[str, Any] = {}
     if state:
         sampler.load_state_dict(state["sampler"])
@@ -127,7 +135,7 @@ async def _main(cfg: RunConfig, actors: Any, acc: Accounting, logger: Any, check
         # Rollouts pending at the checkpoint cannot be recovered: book them, regenerate their prompts.
         acc.add_dropped("interrupted", state["pending_samples"])
         orch_kwargs = {"step": state["step"], "next_group_id": state["next_group_id"],
-                       "readmit": [tuple(t) for t in state["pending_groups"]]}
+                       "readmit": [Draw(**d) for d in state["pending_draws"]]}
         run_state["resumed_from"] = str(checkpoint)
     await actors.workers.refresh_incarnations()
     ckpt = Checkpointer(checkpoint_root(cfg), cfg.checkpoint.every_steps, cfg.checkpoint.keep_last,
@@ -138,7 +146,7 @@ async def _main(cfg: RunConfig, actors: Any, acc: Accounting, logger: Any, check
     if state is None:
         if cfg.sft.enabled:
             run_state["eval_init"] = await evaluate(orch, cfg, sampler)
-            run_state["sft"] = await run_sft(cfg, actors, sampler, logger)
+            run_state["sft"] = await run_sft(cfg, actors, logger)
             await actors.workers.publish(actors.trainer.get_weights.remote(), 0)
         run_state["eval_before"] = await evaluate(orch, cfg, sampler)
         logger.log(0, {f"eval/before/{k}": v for k, v in run_state["eval_before"].items()}, advance=0)
@@ -229,11 +237,10 @@ def evaluate_target(target: str | Path, overrides: list[str] | None = None) -> d
 
 
 async def _eval_only(cfg: RunConfig, actors: Any) -> dict[str, float]:
-    from environments.sampler import MixtureSampler
     from zaya_rl.pipeline.evaluate import evaluate
     from zaya_rl.pipeline.orchestrator import Orchestrator
 
-    sampler = MixtureSampler(cfg.data, group_size=cfg.algorithm.group_size, seed=cfg.seed)
+    sampler = make_sampler(cfg)
     await actors.workers.refresh_incarnations()
     orch = Orchestrator(cfg, actors, sampler, logger=None, accounting=Accounting())
     return await evaluate(orch, cfg, sampler)

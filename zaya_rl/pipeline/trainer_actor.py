@@ -108,14 +108,12 @@ class TrainerActor:
 
     def encode_sft(self, messages: list[list[dict[str, str]]], responses: list[str]) -> tuple[list, list]:
         """Tokenise SFT pairs with the policy's chat template (prompt ids, completion ids + eos)."""
+        from zaya_rl.models.tokenizer import encode_chat
+
         sys_prompt = self.cfg.data.system_prompt
-        prompts, completions = [], []
-        for msgs, resp in zip(messages, responses, strict=True):
-            if sys_prompt:
-                msgs = [{"role": "system", "content": sys_prompt}, *msgs]
-            ids = self.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True)
-            prompts.append(list(ids["input_ids"] if isinstance(ids, dict) else ids))
-            completions.append(self.tokenizer.encode(resp, add_special_tokens=False) + [self.tokenizer.eos_token_id])
+        prompts = [encode_chat(self.tokenizer, m, system_prompt=sys_prompt) for m in messages]
+        eos = self.tokenizer.eos_token_id
+        completions = [self.tokenizer.encode(r, add_special_tokens=False) + [eos] for r in responses]
         return prompts, completions
 
     def get_weights(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import time
+from dataclasses import asdict
 from typing import Any
 
 from zaya_rl.config import RunConfig
@@ -17,13 +18,20 @@ from zaya_rl.config import RunConfig
 MAX_SFT_PROBLEMS = 4096
 
 
-async def run_sft(cfg: RunConfig, actors: Any, sampler: Any, logger: Any) -> dict[str, Any]:
+#: Seed offset of the SFT problem stream: independent of the RL stream (whose seed is the run seed).
+SFT_STREAM_OFFSET = 7_919
+
+
+async def run_sft(cfg: RunConfig, actors: Any, logger: Any) -> dict[str, Any]:
     """Run ``sft.steps`` supervised steps; returns the first and last loss and the time taken."""
+    from zaya_rl.pipeline.run import make_sampler
+
     t0 = time.perf_counter()
     n = min(cfg.sft.steps * cfg.sft.batch_size, MAX_SFT_PROBLEMS)
-    triples = sampler.sft_problems(n)
+    sampler = make_sampler(cfg, seed_offset=SFT_STREAM_OFFSET)
+    draws = [asdict(sampler.draw()) for _ in range(n)]
     scorer = actors.scorers[0]
-    problems = await scorer.make_problems.remote(triples, with_reference=True)
+    problems = await scorer.make_problems.remote(draws, with_reference=True)
     problems = [p for p in problems if p is not None and p.get("reference_response") is not None]
     if not problems:
         raise RuntimeError("sft.enabled but no environment produced reference responses")
