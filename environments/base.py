@@ -13,7 +13,7 @@ DESIGN.md §6; research/environments.md §9.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 ScoreStatus = Literal["ok", "error", "timeout"]
@@ -46,7 +46,8 @@ class Problem:
         return users[-1] if users else ""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Field -> value, shallow (nested lists/dicts are shared): ``asdict``'s deep copy cost ~20 µs a call."""
+        return dict(vars(self))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Problem:
@@ -83,7 +84,12 @@ class Score:
         return cls(reward=0.0, accuracy=0.0, format_ok=False, extracted=None, status=status, reason=reason)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Field -> value, shallow (nested lists/dicts are shared): ``asdict``'s deep copy cost ~20 µs a call."""
+        return dict(vars(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Score:
+        return cls(**d)
 
 
 class Environment(ABC):
@@ -118,6 +124,14 @@ class Environment(ABC):
         """Clamp a requested level into this environment's range."""
         d = max(self.min_difficulty, int(difficulty))
         return d if self.max_difficulty is None else min(d, self.max_difficulty)
+
+    def check_difficulty(self, difficulty: int) -> int:
+        """Return ``difficulty`` as an int, or raise a ValueError naming the environment and its range."""
+        d = int(difficulty)
+        top = "unbounded" if self.max_difficulty is None else self.max_difficulty
+        if d < self.min_difficulty or (self.max_difficulty is not None and d > self.max_difficulty):
+            raise ValueError(f"{self.name}: difficulty {difficulty} outside [{self.min_difficulty}, {top}]")
+        return d
 
     def wrong_response(self, problem: Problem) -> str:
         """A response that must verify as incorrect; used by ``zaya-rl envs check``.

@@ -1,1 +1,5 @@
-"""Built-in environments: math, code (+ HumanEval), instruction following, and the rest registered in pyproject."""
+"""Built-in environments, each registered by an entry point in pyproject.toml.
+
+``tiny`` (arithmetic, reverse, sort_digits, count_char: the CPU demo's short tasks), ``puzzles``
+(knights_knaves, mini_sudoku), ``math``, ``code`` (+ HumanEval) and ``ifeval``.
+"""

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
+from rsa_stubs import StubEngine, regex_verify
 
 from environments.base import Score
 from zaya_rl.config.schema import RSAConfig
-from zaya_rl.rsa.algorithm import MarkovianRSA, chat_prompt_ids, per_response
+from zaya_rl.models.tokenizer import encode_chat
+from zaya_rl.rsa.algorithm import MarkovianRSA, per_response
 from zaya_rl.rsa.prompts import build_aggregation_messages
-
-from rsa_stubs import StubEngine, regex_verify
 
 
 def reply(tok, text: str) -> list[int]:
@@ -32,7 +32,7 @@ def test_engine_calls_per_round_and_concurrency(tok, problem):
     [result] = rsa.run([problem])
     assert len(engine.requests) == n * (rounds + 1)
     assert engine.max_in_flight == n  # a round's N requests are in flight together, rounds one after another
-    initial = chat_prompt_ids(tok, problem.messages)
+    initial = encode_chat(tok, problem.messages)
     assert all(list(r.prompt_ids) == initial for r in engine.requests[:n])
     for r in engine.requests[n:]:
         assert "Excerpt 1 of 2" in tok.decode(list(r.prompt_ids))
@@ -53,7 +53,7 @@ def test_tails_and_prompt_bound_with_long_candidates(tok, problem):
     rsa = MarkovianRSA(engine, tok, per_response(regex_verify),
                        cfg(num_candidates=n, tails_per_prompt=c, tail_tokens=tau, budget=budget))
     [result] = rsa.run([problem])
-    base = len(chat_prompt_ids(tok, build_aggregation_messages(problem.messages, [""] * c)))
+    base = len(encode_chat(tok, build_aggregation_messages(problem.messages, [""] * c)))
     for t in range(1, 3):
         prev = result.rounds[t - 1].candidates
         assert {p.finish_reason for p in prev} == {"length", "stop"}

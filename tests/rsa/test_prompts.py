@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from zaya_rl.rsa.algorithm import chat_prompt_ids
+from zaya_rl.models.tokenizer import encode_chat
 from zaya_rl.rsa.prompts import DEFAULT_ANSWER_FORMAT, build_aggregation_messages
 
 MESSAGES = [
@@ -51,9 +51,9 @@ def test_bad_inputs():
 def test_prompt_tokens_are_base_plus_tail_tokens(tok):
     # Byte-level tokenizer: tokens add up exactly, so a prompt is the empty-tail prompt plus the tails'
     # bytes, i.e. at most |problem| + C*tau + template overhead.
-    base = len(chat_prompt_ids(tok, build_aggregation_messages(MESSAGES, ["", "", ""])))
+    base = len(encode_chat(tok, build_aggregation_messages(MESSAGES, ["", "", ""])))
     tails = ["x" * 16, "é" * 8, "end of an attempt \\boxed{5}"[-16:]]
-    ids = chat_prompt_ids(tok, build_aggregation_messages(MESSAGES, tails))
+    ids = encode_chat(tok, build_aggregation_messages(MESSAGES, tails))
     assert len(ids) == base + sum(len(t.encode()) for t in tails)
     assert len(ids) <= base + 3 * 16
     assert tok.decode(ids).endswith("<|assistant|>")  # the chat template with a generation prompt

@@ -119,6 +119,8 @@ class OptimConfig(Section):
     """Muon step scaling: Moonlight's 0.2·sqrt(max(A,B)) or Keller's sqrt(max(1, A/B))."""
     ns_steps: int = Field(5, ge=1)
     """Newton–Schulz iterations."""
+    ns_dtype: Literal["auto", "bfloat16", "float32"] = "auto"
+    """Newton–Schulz compute dtype; ``auto`` is bfloat16 on GPUs (as torch.optim.Muon), float32 on CPUs."""
     split_gate_up: bool = True
     """Orthogonalise the gate and up halves of fused expert ``gate_up_proj`` tensors separately."""
     betas: tuple[float, float] = (0.9, 0.95)
@@ -233,6 +235,38 @@ class EvalConfig(Section):
     """Also evaluate every N optimizer steps (0: only before and after)."""
     temperature: float = Field(0.0, ge=0.0)
     """Evaluation sampling temperature (0: greedy)."""
+
+
+class RSAConfig(Section):
+    """Markovian Recursive Self-Aggregation (research/algorithms.md §8.2; ``zaya_rl.rsa``)."""
+
+    num_candidates: int = Field(16, ge=1)
+    """N: candidates generated in every round (the population)."""
+    budget: int = Field(40000, ge=1)
+    """β: generation budget of every candidate, initial and aggregation rounds alike, in tokens."""
+    tail_tokens: int = Field(4000, ge=1)
+    """τ: tokens kept from the end of each candidate's generated text to feed the next round."""
+    tails_per_prompt: int = Field(4, ge=1)
+    """C: tails per aggregation prompt, drawn without replacement from the previous round's candidates."""
+    aggregation_rounds: int = Field(2, ge=0)
+    """Rounds of aggregation after the initial generation. ZAYA1's "T = 2" is read as 2 aggregation rounds;
+    the RSA harness's T counts the initial round too, so harness T = aggregation_rounds + 1."""
+    temperature: float = Field(1.0, ge=0.0)
+    """Sampling temperature of every round."""
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    """Nucleus sampling mass of every round."""
+    answer_format: str | None = None
+    """How the aggregation prompt asks for the final answer, e.g. ``in \\boxed{}`` (None: "in the format the
+    problem asks for"; the problem text is repeated in the prompt)."""
+
+    @model_validator(mode="after")
+    def _tails_fit(self) -> RSAConfig:
+        if self.tails_per_prompt > self.num_candidates:
+            raise ValueError(
+                f"rsa.tails_per_prompt ({self.tails_per_prompt}) must be <= rsa.num_candidates "
+                f"({self.num_candidates}): the tails of one prompt are drawn without replacement"
+            )
+        return self
 
 
 class CheckpointConfig(Section):

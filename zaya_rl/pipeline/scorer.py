@@ -21,7 +21,12 @@ class Scorer:
         from environments.workers import VerifierPool
 
         cfg = RunConfig.model_validate(cfg_dict)
-        self.pool = VerifierPool(num_processes=cfg.pipeline.scorer_processes, timeout_s=cfg.pipeline.verify_timeout_s)
+        # Preloading imports each mixture environment once per worker (RLVE takes ~5 s), outside any call's
+        # verification deadline, and again after every respawn.
+        preload = [(e.name, dict(e.kwargs)) for e in cfg.data.environments]
+        self.pool = VerifierPool(
+            num_processes=cfg.pipeline.scorer_processes, timeout_s=cfg.pipeline.verify_timeout_s, preload=preload
+        )
 
     def make_problems(
         self, draws: list[dict[str, Any]], with_reference: bool = False

@@ -37,6 +37,7 @@ import numpy as np
 
 from environments.base import Problem, Score
 from zaya_rl.config.schema import RSAConfig
+from zaya_rl.models.tokenizer import encode_chat
 from zaya_rl.rollout.base import GenerationRequest, GenerationResult, RolloutEngine, SamplingParams
 from zaya_rl.rsa.prompts import Messages, build_aggregation_messages
 from zaya_rl.rsa.tails import TailTokenizer, decode_tail, sample_tails
@@ -138,12 +139,6 @@ class RSAResult:
         return self.rounds[-1].accuracy
 
 
-def chat_prompt_ids(tokenizer: ChatTokenizer, messages: Messages) -> list[int]:
-    """Token ids of ``messages`` under the tokenizer's chat template, with the generation prompt."""
-    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-    return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
-
-
 def draw_aggregation_messages(
     problem_messages: Messages,
     candidates_token_ids: Sequence[Sequence[int]],
@@ -220,7 +215,7 @@ class MarkovianRSA:
         tails_rng, vote_rng = _seeded("rsa-tails", *key), _seeded("rsa-vote", *key)
         uid = next(self._uids)
         n = self.cfg.num_candidates
-        prompts = [chat_prompt_ids(self.tokenizer, problem.messages)] * n
+        prompts = [encode_chat(self.tokenizer, problem.messages)] * n
         sources: list[tuple[int, ...]] = [()] * n
         rounds: list[RoundResult] = []
         for t in range(self.cfg.aggregation_rounds + 1):
@@ -243,7 +238,7 @@ class MarkovianRSA:
                 problem.messages, previous_ids, self.tokenizer, rng, C=cfg.tails_per_prompt, tau=cfg.tail_tokens,
                 stop_token_ids=self.stop_token_ids, answer_format=cfg.answer_format, cache=cache,
             )
-            prompts.append(chat_prompt_ids(self.tokenizer, messages))
+            prompts.append(encode_chat(self.tokenizer, messages))
             sources.append(src)
         return prompts, sources
 

@@ -1,0 +1,209 @@
+"""reasoning-gym adapter: its procedural tasks as ``rg/<task>``.
+
+Source: PyPI ``reasoning-gym`` (open-thought/reasoning-gym, Apache-2.0; arXiv 2505.24760);
+research/environments.md §2.2.
+
+* **Difficulty.** A task with a curriculum has attributes with discrete levels (``basic_arithmetic``:
+  ``num_terms`` [2..6], ``num_digits`` [1..4]). Our level d is reasoning-gym's *global* level:
+  ``set_global_level(d)`` puts every attribute at min(d, its top level), and the configuration is read in
+  ``UPPER_BOUND`` mode, so level d means "the level-d values" (an interval attribute spans levels d and
+  d + 1) rather than reasoning-gym's default ``INCLUSIVE`` "everything up to d"; mixing lower levels is the
+  adaptive-difficulty window's job. ``max_difficulty`` = the largest attribute's top level. Tasks without a
+  curriculum have the single level 0 with the dataset's default configuration.
+  Some upstream curricula produce configs their own ``validate()`` rejects at some levels (0.1.25:
+  ``caesar_cipher`` 2-3, ``modulo_grid`` 1, ``rubiks_cube`` 4, ``knight_swap`` 0): ``max_difficulty`` stops
+  below the first invalid level, and a task with no valid level is not registered.
+* **Generation.** ``DatasetCls(config with seed=<seed>, size=1)[0]`` inside
+  ``environments.global_state.isolated_global_state(seed)``: the global ``random``/NumPy RNGs are seeded
+  from the seed (``codeio`` and ``list_functions`` draw from them unseeded) and the ``decimal`` context
+  is a fresh default one (``decimal_arithmetic`` sets the global precision, which changed what
+  ``decimal_chain_sum`` generated next in the same worker); everything is restored afterwards. A task
+  that raises is retried with derived seeds; if all fail, ``generate`` raises (0.1.25: ``letter_jumble``
+  fails at every seed for d >= 2). ``word_ladder``'s reference ladder depends on ``str`` hashing; the
+  pool gives every worker ``PYTHONHASHSEED=0``, so workers agree with each other. Some tasks take
+  seconds at high levels (``bf``, ``futoshiki``) or more than 20 s (``jugs``, ``countdown`` and
+  ``puzzle24`` at d = 3; ``jugs`` at d = 2 sometimes), which is why generation runs in ``VerifierPool``
+  workers.
+* **Prompt.** The question plus "Give your final answer between <answer> and </answer> tags."
+  (reasoning-gym's own system prompts ask for the same tags; we put it in the user message so no system
+  prompt is needed).
+* **Verification.** The answer is the last ``<answer>...</answer>`` content, else the last ``\\boxed{}``;
+  the task's ``score_answer(answer, entry)`` in [0, 1] is the reward (``reward="binary"`` uses
+  accuracy instead); accuracy = score >= 1. Scoring runs in the same isolation (unseeded). A
+  ``score_answer`` that raises on a malformed answer (``prime_factorization`` on non-integers) scores 0,
+  with the exception as the reason. The entry is carried in the problem (typed JSON,
+  ``environments.codec``), so scoring never regenerates it.
+* Tasks whose ``answer`` is None (``boxnet``, ``graph_color``, ...; ``score_answer`` validates instead)
+  have no reference response. Not registered: ``composite`` (a mixture needing a dataset list) and
+  ``game_of_life_halting`` (its ``score_answer`` compares ``bool(answer) == bool(oracle)``, so every
+  non-empty answer scores 1).
+
+Without ``reasoning-gym`` installed, ``provide`` raises ``EnvironmentUnavailable``: the ``rg/`` names are
+absent from ``zaya-rl envs list``, which prints the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import cache
+from typing import Any, ClassVar, Literal
+
+from environments import codec
+from environments.base import Environment, Problem, Score
+from environments.extract import last_answer_tag, last_boxed
+from environments.global_state import isolated_global_state
+from environments.registry import EnvironmentUnavailable
+
+INSTALL_HINT = "pip install reasoning-gym"
+INSTRUCTION = "Give your final answer between <answer> and </answer> tags."
+#: Tasks not registered, with the reason.
+EXCLUDED = {
+    "composite": "a mixture that needs a list of datasets",
+    "game_of_life_halting": "score_answer accepts every non-empty answer (bool(answer) == bool(oracle))",
+}
+#: Derived seeds for retries stay below 2^32.
+_RETRY_STRIDE = 0x9E3779B1
+#: Tolerance for "score >= 1" (scores are floats such as len(oracle)/len(answer)).
+_EPS = 1e-9
+
+
+class ReasoningGymEnvironment(Environment):
+    """One reasoning-gym task; ``provide`` makes a subclass per task.
+
+    Args:
+        reward: ``score`` (reasoning-gym's graded score in [0, 1], default) or ``binary`` (accuracy).
+        max_generation_attempts: seeds tried before generation gives up.
+        **config: overrides of the task's config fields (applied after the curriculum's values).
+    """
+
+    category = "rg"
+    source = "reasoning-gym"
+    min_difficulty = 0
+    task: ClassVar[str]
+
+    def __init__(
+        self, reward: Literal["score", "binary"] = "score", max_generation_attempts: int = 5, **config: Any
+    ) -> None:
+        if reward not in ("score", "binary"):
+            raise ValueError(f"{self.name}: reward must be 'score' or 'binary', got {reward!r}")
+        if max_generation_attempts < 1:
+            raise ValueError(f"{self.name}: max_generation_attempts must be >= 1")
+        from reasoning_gym.factory import DATASETS
+
+        self._dataset_cls, self._config_cls = DATASETS[self.task]
+        unknown = set(config) - {f.name for f in dataclasses.fields(self._config_cls)}
+        if unknown:
+            raise ValueError(f"{self.name}: unknown config fields {sorted(unknown)}")
+        self.reward, self.max_generation_attempts, self.overrides = reward, max_generation_attempts, config
+        self._scorers: dict[int, Any] = {}
+
+    def config(self, seed: int, difficulty: int) -> Any:
+        """The task's config at ``difficulty`` with ``seed`` and size 1 (see the module docstring)."""
+        from reasoning_gym.coaching.base_curriculum import DefaultCurriculumContext, RangeAttributeMode
+        from reasoning_gym.factory import CURRICULA, create_curriculum
+
+        defaults = {"seed": seed, "size": 1}
+        if self.task not in CURRICULA:
+            return self._config_cls(**defaults, **self.overrides)
+        curriculum = create_curriculum(self.task)
+        curriculum.set_global_level(difficulty)
+        config = curriculum.generate_configuration(
+            defaults=defaults, context=DefaultCurriculumContext(mode=RangeAttributeMode.UPPER_BOUND)
+        )
+        return dataclasses.replace(config, **self.overrides)
+
+    def generate(self, seed: int, difficulty: int) -> Problem:
+        d = self.check_difficulty(difficulty)
+        errors = []
+        for attempt in range(self.max_generation_attempts):
+            rg_seed = (seed + attempt * _RETRY_STRIDE) % 2**32
+            try:
+                with isolated_global_state(rg_seed):
+                    entry = self._dataset_cls(config=self.config(rg_seed, d))[0]
+            except Exception as e:  # some tasks raise for unlucky seeds or whole levels
+                errors.append(f"seed {rg_seed}: {type(e).__name__}: {e}")
+                continue
+            answer = entry.get("answer")
+            return Problem(
+                env=self.name, seed=seed, difficulty=d,
+                messages=[{"role": "user", "content": f"{entry['question']}\n\n{INSTRUCTION}"}],
+                answer=None if answer is None else str(answer),
+                metadata={"rg_entry": codec.encode(entry), "rg_seed": rg_seed},
+            )  # fmt: skip
+        raise RuntimeError(
+            f"{self.name}: generation failed at difficulty {d} for {len(errors)} seeds: {errors[-1]}"
+        )
+
+    def verify(self, problem: Problem, response: str) -> Score:
+        extracted = last_answer_tag(response)
+        if extracted is None:
+            extracted = last_boxed(response)
+        entry, reason = codec.decode(problem.metadata["rg_entry"]), ""
+        try:
+            with isolated_global_state():
+                score = float(self._scorer(problem.difficulty).score_answer(extracted, entry))
+        except Exception as e:  # a malformed answer that the task's scorer does not guard against
+            score, reason = 0.0, f"score_answer raised {type(e).__name__}: {e}"
+        if not 0.0 <= score <= 1.0:
+            raise ValueError(f"{self.name}: score_answer returned {score} outside [0, 1]")
+        accuracy = float(score >= 1.0 - _EPS)
+        reward = accuracy if self.reward == "binary" else score
+        return Score(
+            reward=reward, accuracy=accuracy, format_ok=extracted is not None, extracted=extracted,
+            reason=reason or f"rg_score={score:.4g}",
+        )  # fmt: skip
+
+    def _scorer(self, difficulty: int) -> Any:
+        """A dataset at ``difficulty`` to call ``score_answer`` on (it may read its config); cached per level."""
+        if difficulty not in self._scorers:
+            self._scorers[difficulty] = self._dataset_cls(config=self.config(0, difficulty))
+        return self._scorers[difficulty]
+
+    def reference_response(self, problem: Problem) -> str:
+        if problem.answer is None:
+            raise NotImplementedError(f"{self.name}: the task validates answers and has no reference answer")
+        return f"<answer>{problem.answer}</answer>"
+
+
+def _valid_top_level(task: str) -> int:
+    """Highest level L such that levels 0..L all give a config that passes its own ``validate()``; -1: none."""
+    from reasoning_gym.coaching.base_curriculum import DefaultCurriculumContext, RangeAttributeMode
+    from reasoning_gym.factory import create_curriculum
+
+    curriculum = create_curriculum(task)
+    top = max((len(a.levels) - 1 for a in curriculum.attributes.values()), default=0)
+    context = DefaultCurriculumContext(mode=RangeAttributeMode.UPPER_BOUND)
+    for level in range(top + 1):
+        curriculum.set_global_level(level)
+        config = curriculum.generate_configuration(defaults={"seed": 0, "size": 1}, context=context)
+        try:
+            getattr(config, "validate", lambda: None)()
+        except (AssertionError, ValueError):
+            return level - 1
+    return top
+
+
+@cache
+def _tasks() -> dict[str, int]:
+    """Task name -> max difficulty (the largest attribute's top level, capped at the last valid one)."""
+    try:
+        from reasoning_gym.factory import CURRICULA, DATASETS
+    except ImportError as e:
+        raise EnvironmentUnavailable(f"reasoning-gym is not installed ({INSTALL_HINT}): {e}") from e
+    tops = {
+        name: _valid_top_level(name) if name in CURRICULA else 0
+        for name in sorted(set(DATASETS) - set(EXCLUDED))
+    }
+    return {name: top for name, top in tops.items() if top >= 0}
+
+
+def provide() -> list[type[ReasoningGymEnvironment]]:
+    """Entry-point provider: one ``ReasoningGymEnvironment`` subclass per reasoning-gym task."""
+    return [
+        type(
+            f"RG_{task}",
+            (ReasoningGymEnvironment,),
+            {"name": f"rg/{task}", "task": task, "max_difficulty": top, "__module__": __name__},
+        )  # fmt: skip
+        for task, top in _tasks().items()
+    ]
