@@ -29,7 +29,9 @@ Source: arXiv 2511.07317 (RLVE); ``Zhiyuan-Zeng/RLVE:Gym``; research/environment
 **Safety.** This adapter is plain code: RLVE generators seed global RNGs, ``Integral``/``Differentiate``
 call ``sympy.sympify`` on model output (which evaluates Python), and ``Countdown`` ``eval``s arithmetic that
 can be ``9**9**9**9``. Run generation and verification through ``environments.workers.VerifierPool``,
-whose killable worker processes are what make this safe; the pipeline does.
+whose killable worker processes keep a hang or crash out of the caller (the pipeline does). The pool does
+not sandbox: answers to the two ``sympify`` scorers are therefore screened first (arithmetic over a small
+allow-list of symbols and functions, ``_safe_expression``); anything else scores 0 without being evaluated.
 
 Requires ``rlve-gym`` (import name ``Gym``) plus ``numpy``, ``networkx``, ``sympy`` and ``torch`` (it calls
 ``torch.manual_seed``), which ``rlve-gym`` does not declare. Without it, ``provide`` raises
@@ -151,6 +153,9 @@ class RLVEEnvironment(Environment):
         env = self._new()
         env.set_config(codec.decode(problem.metadata["rlve_config"]))
         extracted = _last_marked(response, *_MARKERS[self.answer_format])
+        if self.identifier in _SYMPIFY_SCORERS and not _safe_expression(extracted or ""):
+            return Score(reward=0.0, accuracy=0.0, format_ok=False, extracted=extracted,
+                         reason="answer rejected before sympify: only arithmetic on known symbols is allowed")
         scored = (extracted or "") if self.identifier in _SCORES_RAW_OUTPUT else response
         reason = ""
         try:
@@ -175,6 +180,21 @@ class RLVEEnvironment(Environment):
             raise NotImplementedError(f"{self.name}: RLVE stores no reference solution, only the optimum")
         start, end = _MARKERS[self.answer_format]
         return f"{start}{problem.answer}{end}"
+
+
+#: RLVE scorers that pass the model's answer to ``sympy.sympify``, which evaluates Python: the answer is
+#: screened first (defence in depth on top of the worker process), so ``__import__('os')...`` never runs.
+_SYMPIFY_SCORERS = {"Integral", "Differentiate"}
+_SAFE_CHARS = re.compile(r"^[0-9A-Za-z+\-*/^().,\s]*$")
+_SAFE_NAMES = {
+    "x", "y", "z", "t", "e", "E", "pi", "I", "oo", "sin", "cos", "tan", "cot", "sec", "csc", "asin", "acos",
+    "atan", "sinh", "cosh", "tanh", "exp", "log", "ln", "sqrt", "Abs", "abs",
+}  # fmt: skip
+
+
+def _safe_expression(expr: str) -> bool:
+    """Whether ``expr`` is plain arithmetic over known symbols and functions (no attributes, no dunders)."""
+    return bool(_SAFE_CHARS.match(expr)) and all(n in _SAFE_NAMES for n in re.findall(r"[A-Za-z_]+", expr))
 
 
 def _last_marked(text: str, start: str, end: str) -> str | None:

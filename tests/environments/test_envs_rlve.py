@@ -91,22 +91,20 @@ def test_reward_maps_from_rlve_score(pool, reward):
 
 
 @pytest.mark.parametrize("name", ["Integral", "Differentiate"])
-def test_sympify_payload_runs_only_in_the_worker(pool, tmp_path, name):
+def test_sympify_payload_is_rejected_before_it_can_run(pool, tmp_path, name):
     problem = pool.generate(f"rlve/{name}", {}, 0, 1)
     marker = tmp_path / "pwned"
-    payload = f"__import__('os').system('echo $PPID > {marker}')"  # $PPID: the process that ran it
-    score = pool.verify(problem, f"\\boxed{{{payload}}}")
-    assert score.status == "ok" and score.accuracy == 0.0
-    ran_in = int(marker.read_text())  # RLVE's sympify did execute the response...
-    assert ran_in != os.getpid() and ran_in in pool.pids()  # ...in a worker, not in this process
-    assert pool.verify(problem, f"\\boxed{{{problem.answer}}}").accuracy == 1.0
+    for payload in (f"__import__('os').system('touch {marker}')", "x.__class__", "exec('1')"):
+        score = pool.verify(problem, f"\\boxed{{{payload}}}")
+        assert score.status == "ok" and score.accuracy == 0.0 and "rejected before sympify" in score.reason
+    assert not marker.exists()
 
 
-def test_payload_that_kills_its_worker_is_an_error_and_the_pool_recovers(pool):
-    problem = pool.generate("rlve/Integral", {}, 0, 1)
-    died = pool.verify(problem, "\\boxed{__import__('os')._exit(9)}")
-    assert died.status == "error" and "worker died" in died.reason and "exit code 9" in died.reason
-    assert pool.verify(problem, f"\\boxed{{{problem.answer}}}").accuracy == 1.0
+@pytest.mark.parametrize("name", ["Integral", "Differentiate"])
+def test_screened_scorers_still_accept_their_references(pool, name):
+    for seed, difficulty in [(0, 0), (1, 1), (2, 3), (3, 5)]:
+        problem = pool.generate(f"rlve/{name}", {}, seed, difficulty)
+        assert pool.verify(problem, f"\\boxed{{{problem.answer}}}").accuracy == 1.0, (seed, difficulty, problem.answer)
 
 
 def test_in_process_generation_restores_global_rng_and_matches_the_workers(pool):
