@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -32,6 +33,14 @@ log = logging.getLogger(__name__)
 ACTOR_FAILURES = (RayActorError, ActorDiedError, ActorUnavailableError)
 #: Resubmissions of one group before the run gives up (a worker that dies on every attempt is a bug).
 MAX_GROUP_RETRIES = 5
+
+
+def actor_name(cfg: RunConfig, role: str, index: int = 0) -> str:
+    """Ray name of a run's actor (``ray.get_actor(name)`` from the driver, for debugging and fault drills).
+
+    Unique per run folder, so two runs on one cluster never collide.
+    """
+    return f"zaya_rl:{Path(cfg.run_dir).resolve()}:{role}:{index}"
 
 
 def _options(res: ActorResources) -> dict[str, Any]:
@@ -82,7 +91,14 @@ class WorkerSet:
     async def publish(self, weights_ref: Any, version: int) -> None:
         """Send new weights to every worker (applied in flight); returns once all acknowledged."""
         self.weights_ref, self.version = weights_ref, version
-        await asyncio.gather(*(h.update_weights.remote(weights_ref, version) for h in self.handles))
+        await asyncio.gather(*(self._send_weights(i) for i in range(len(self.handles))))
+
+    async def _send_weights(self, i: int) -> None:
+        try:
+            await self.handles[i].update_weights.remote(self.weights_ref, self.version)
+        except ACTOR_FAILURES:
+            # A worker that died mid-update gets the current weights once Ray has restarted it.
+            await self._recover_with_wait(i)
 
     async def refresh_incarnations(self) -> None:
         self.incarnations = list(await asyncio.gather(*(h.incarnation.remote() for h in self.handles)))
@@ -157,20 +173,21 @@ def create_actors(
     if with_trainer:
         trainer = (
             ray.remote(TrainerActor)
-            .options(max_restarts=0, **_options(cfg.trainer.resources))
+            .options(name=actor_name(cfg, "trainer"), max_restarts=0, **_options(cfg.trainer.resources))
             .remote(cfg_dict, trainer_model_path)
         )
     workers = [
         ray.remote(RolloutWorker)
-        .options(max_restarts=-1, max_task_retries=0, max_concurrency=1000, **_options(cfg.rollout.resources))
+        .options(name=actor_name(cfg, "rollout", i), max_restarts=-1, max_task_retries=0, max_concurrency=1000,
+                 **_options(cfg.rollout.resources))
         .remote(cfg_dict, i)
         for i in range(cfg.rollout.num_workers)
     ]
     scorers = [
         ray.remote(Scorer)
-        .options(max_restarts=-1, max_task_retries=2, max_concurrency=cfg.pipeline.scorer_processes + 1,
-                 **_options(cfg.pipeline.scorer_resources))
+        .options(name=actor_name(cfg, "scorer", i), max_restarts=-1, max_task_retries=2,
+                 max_concurrency=cfg.pipeline.scorer_processes + 1, **_options(cfg.pipeline.scorer_resources))
         .remote(cfg_dict)
-        for _ in range(cfg.pipeline.num_scorers)
+        for i in range(cfg.pipeline.num_scorers)
     ]
     return ActorSet(trainer=trainer, workers=WorkerSet(workers, accounting), scorers=scorers)

@@ -9,6 +9,7 @@ taken here describe the same moment. The folder becomes visible only once both p
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -45,7 +46,8 @@ class Checkpointer:
     def request(self, orch: Any) -> None:
         """Snapshot now; the write completes in a side task of the orchestrator."""
         tmp = tmp_dir(self.root, orch.step)
-        tmp.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # a half-written folder left by a crash at this step
+        tmp.mkdir(parents=True)
         ref = orch.actors.trainer.save.remote(str(tmp))
         state = {**orchestrator_state(orch), "run": self.run_state()}
         self.last_step = orch.step

@@ -283,7 +283,10 @@ class Orchestrator:
             waiting = set(self.group_tasks) | self.side_tasks
             waiting |= {t for t in (self.train_task, self.publish_task) if t is not None}
             if not waiting:
-                raise RuntimeError("pipeline stalled: nothing in flight and not enough groups to train")
+                raise RuntimeError(
+                    f"pipeline stalled: nothing in flight and not enough groups to train (step {self.step}, "
+                    f"published v{self.published}, ready groups {len(self.ready)}, active {self._active_groups()})"
+                )
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 self._dispatch(task)

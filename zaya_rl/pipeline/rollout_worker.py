@@ -36,6 +36,10 @@ class RolloutWorker:
     def incarnation(self) -> str:
         return self._incarnation
 
+    def pid(self) -> int:
+        """Process id (fault drills kill it to test restarts)."""
+        return os.getpid()
+
     async def update_weights(self, weights: Any, version: int) -> int:
         await self.engine.update_weights(weights, version)
         return version

@@ -29,12 +29,16 @@ ACTOR_ENV = {
 }
 
 
-def init_ray(cfg: RunConfig) -> None:
-    """Start or join Ray (``ray.address`` or RAY_ADDRESS joins a cluster; otherwise a local instance)."""
+def init_ray(cfg: RunConfig) -> bool:
+    """Start or join Ray (``ray.address`` or RAY_ADDRESS joins a cluster; otherwise a local instance).
+
+    Returns True when this call started or joined Ray (the caller then shuts it down), False when Ray was
+    already initialised by the caller's process (tests, notebooks, a curriculum runner).
+    """
     import ray
 
     if ray.is_initialized():
-        return
+        return False
     os.environ.update({k: os.environ.get(k, v) for k, v in ACTOR_ENV.items()})
     address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
     kwargs: dict[str, Any] = {"runtime_env": {"env_vars": ACTOR_ENV}, "include_dashboard": False,
@@ -42,7 +46,10 @@ def init_ray(cfg: RunConfig) -> None:
     if address:
         ray.init(address=address, **kwargs)
     else:
-        ray.init(num_cpus=cfg.ray.num_cpus, object_store_memory=cfg.ray.object_store_mb * 2**20, **kwargs)
+        # address="local": always a fresh instance, even if a `ray start` cluster runs on this machine.
+        ray.init(address="local", num_cpus=cfg.ray.num_cpus, object_store_memory=cfg.ray.object_store_mb * 2**20,
+                 **kwargs)
+    return True
 
 
 def _setup_logging(run_dir: Path) -> None:
@@ -102,7 +109,7 @@ def _run(cfg: RunConfig, checkpoint: Path | None) -> dict[str, Any]:
     run_dir = Path(cfg.run_dir)
     _setup_logging(run_dir)
     random.seed(cfg.seed)
-    init_ray(cfg)
+    owns_ray = init_ray(cfg)
     state = load_orchestrator_part(checkpoint) if checkpoint else None
     acc = Accounting.from_state_dict(state["accounting"]) if state else Accounting()
     actors = create_actors(cfg, acc, trainer_model_path=str(checkpoint / "model") if checkpoint else None)
@@ -113,7 +120,7 @@ def _run(cfg: RunConfig, checkpoint: Path | None) -> dict[str, Any]:
     finally:
         logger.close()
         actors.kill()
-        if not cfg.ray.address and not os.environ.get("RAY_ADDRESS"):
+        if owns_ray:
             ray.shutdown()
 
 
@@ -226,13 +233,13 @@ def evaluate_target(target: str | Path, overrides: list[str] | None = None) -> d
         raise ConfigError(f"{target}: not a config file, a run folder or a checkpoint folder")
     if model_path:
         cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"path": model_path})})
-    init_ray(cfg)
+    owns_ray = init_ray(cfg)
     actors = create_actors(cfg, Accounting(), with_trainer=False)
     try:
         return asyncio.run(_eval_only(cfg, actors)) | {"model": model_path or "config start model"}
     finally:
         actors.kill()
-        if not cfg.ray.address and not os.environ.get("RAY_ADDRESS"):
+        if owns_ray:
             ray.shutdown()
 
 

@@ -134,6 +134,12 @@ class TrainerActor:
         self.step, self.nonfinite_streak = state["step"], state["nonfinite_streak"]
         return self.step
 
+    def pid(self) -> int:
+        """Process id (fault drills kill it to test resume)."""
+        import os
+
+        return os.getpid()
+
     def stats(self) -> dict[str, float]:
         return {"busy_s": self.busy_s, "step": float(self.step)}
 

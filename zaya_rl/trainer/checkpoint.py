@@ -92,7 +92,7 @@ def load_orchestrator_part(path: str | Path) -> dict[str, Any]:
 
 
 def prune(root: str | Path, keep_last: int) -> None:
-    """Delete all but the newest ``keep_last`` complete step folders (and stale temporary ones)."""
+    """Delete all but the newest ``keep_last`` complete step folders."""
     root = Path(root)
     done = sorted(
         (p for p in root.glob("step_*") if p.is_dir() and (p / _MARKER).exists() and not p.name.endswith(".tmp")),
