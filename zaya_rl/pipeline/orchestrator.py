@@ -117,6 +117,8 @@ class Orchestrator:
         self.problem_failures: Counter = Counter()
         self.window = Window()
         self.trainer_busy_s = 0.0
+        self.trainer_idle_frac: float | None = None
+        self.rl_wall_s = 0.0
         self._train_t0 = 0.0
         self._scorer_i = 0
 
@@ -136,7 +138,9 @@ class Orchestrator:
             log.error("environment %s failed to generate seed=%d difficulty=%d: %s", env, draw.seed,
                       draw.difficulty, e)
             if self.problem_failures[env] >= MAX_PROBLEM_FAILURES:
-                raise RuntimeError(f"environment {env!r} failed to generate {MAX_PROBLEM_FAILURES} problems in a row")
+                raise RuntimeError(
+                    f"environment {env!r} failed to generate {MAX_PROBLEM_FAILURES} problems in a row"
+                ) from e
             return None
         self.problem_failures[env] = 0
         gid = self.next_group_id
@@ -292,7 +296,9 @@ class Orchestrator:
                 self._dispatch(task)
         await self.drain()
         wall = time.perf_counter() - t_start
-        self.logger.log(self.step, {"perf/trainer_idle_frac": 1.0 - (self.trainer_busy_s - busy0) / max(wall, 1e-9)},
+        self.rl_wall_s += wall
+        self.trainer_idle_frac = 1.0 - (self.trainer_busy_s - busy0) / max(wall, 1e-9)
+        self.logger.log(self.step, {"perf/trainer_idle_frac": self.trainer_idle_frac, "perf/rl_wall_s": wall},
                         advance=0)
 
     def _dispatch(self, task: asyncio.Task) -> None:

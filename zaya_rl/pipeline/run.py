@@ -149,6 +149,7 @@ async def _main(cfg: RunConfig, actors: Any, acc: Accounting, logger: Any, check
                         run_state=lambda: {**run_state, "wall_s_before": run_state["wall_s_before"]
                                            + time.perf_counter() - t0})
     orch = Orchestrator(cfg, actors, sampler, logger, acc, checkpointer=ckpt, **orch_kwargs)
+    run_state["trained_at_start"] = acc.trained
     await actors.workers.publish(actors.trainer.get_weights.remote(), orch.step)
     if state is None:
         if cfg.sft.enabled:
@@ -176,12 +177,10 @@ def _print_eval(label: str, ev: dict[str, float]) -> None:
 
 
 def _write_summary(cfg: RunConfig, acc: Accounting, orch: Any, run_state: dict[str, Any], wall: float) -> dict:
-    from zaya_rl.logging.metrics import read_metrics
     from zaya_rl.logging.plots import write_plots
 
     run_dir = Path(cfg.run_dir)
-    recs = read_metrics(run_dir / "metrics.jsonl")
-    idle = [r["perf/trainer_idle_frac"] for r in recs if "perf/trainer_idle_frac" in r]
+    trained_now = acc.trained - run_state.get("trained_at_start", 0)
     summary = {
         "eval_accuracy_before": run_state["eval_before"]["accuracy"],
         "eval_accuracy_after": run_state["eval_after"]["accuracy"],
@@ -195,7 +194,9 @@ def _write_summary(cfg: RunConfig, acc: Accounting, orch: Any, run_state: dict[s
         "wall_seconds": round(wall, 2),
         "mode": cfg.pipeline.mode,
         "max_lag": cfg.pipeline.max_lag,
-        "trainer_idle_frac": idle[-1] if idle else None,
+        "rl_seconds": round(orch.rl_wall_s, 2),
+        "rl_samples_per_s": round(trained_now / orch.rl_wall_s, 2) if orch.rl_wall_s else None,
+        "trainer_idle_frac": orch.trainer_idle_frac,
         "groups_resubmitted": acc.groups_resubmitted,
         "worker_restarts": acc.worker_restarts,
     }
