@@ -84,7 +84,7 @@ def test_config_validation(rm_dir, scorer):
 
 def test_ray_actor_matches_in_process(rm_dir, scorer):
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:
         actor = reward_model_actor(RewardModelConfig(path=rm_dir, max_length=512, batch_size=2), num_cpus=1)
         remote = ray.get(actor.score.remote(PROMPTS, RESPONSES), timeout=120)
