@@ -24,6 +24,7 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 from zaya_rl.config import ConfigError, RunConfig
 from zaya_rl.config.schema import ActorResources
 from zaya_rl.pipeline.accounting import Accounting
+from zaya_rl.pipeline.placement import Placement, create_placement, trainer_ranks
 from zaya_rl.pipeline.records import GroupSpec, Rollout
 from zaya_rl.rollout.base import SamplingParams
 
@@ -51,7 +52,7 @@ def check_resources(cfg: RunConfig, cluster: dict[str, float]) -> None:
     """Raise ``ConfigError`` naming the field when the cluster cannot hold the requested actors."""
     wants = [
         ("rollout.resources", cfg.rollout.resources, cfg.rollout.num_workers),
-        ("trainer.resources", cfg.trainer.resources, 1),
+        ("trainer.resources", cfg.trainer.resources, trainer_ranks(cfg)),
         ("pipeline.scorer_resources", cfg.pipeline.scorer_resources, cfg.pipeline.num_scorers),
     ]
     total: dict[str, float] = {}
@@ -79,8 +80,11 @@ class WorkerSet:
 
     handles: list[Any]
     accounting: Accounting
+    trainer: Any = None
+    transport: str = "state_dict"
     weights_ref: Any = None
     version: int = 0
+    pushing: bool = False
     inflight: list[int] = field(default_factory=list)
     incarnations: list[str | None] = field(default_factory=list)
 
@@ -100,6 +104,26 @@ class WorkerSet:
             # A worker that died mid-update gets the current weights once Ray has restarted it.
             await self._recover_with_wait(i)
 
+    def submit_version(self, version: int) -> Any:
+        """Ask the trainer for ``version`` now (it runs right after the trainer's current call, so it sees
+        exactly those weights); ``deliver`` then gets it to every worker.
+
+        ``weight_sync.transport: state_dict`` (CPU, any engine): the trainer returns a CPU state dict into
+        the object store and the workers apply it in flight while the trainer goes on training.
+        Other transports (``file``, ``nccl``, ``ipc``): the trainer pushes through the data plane itself
+        (``push_weights``: one call per worker per version), and re-syncs restarted workers.
+        """
+        self.pushing = self.transport != "state_dict"
+        return self.trainer.push_weights.remote(version) if self.pushing else self.trainer.get_weights.remote()
+
+    async def deliver(self, ref: Any, version: int) -> dict[str, float]:
+        """Complete ``submit_version``: returns the transport's ``weights/`` metrics (empty for state_dict)."""
+        if self.pushing:
+            self.version = version
+            return await ref
+        await self.publish(ref, version)
+        return {}
+
     async def refresh_incarnations(self) -> None:
         self.incarnations = list(await asyncio.gather(*(h.incarnation.remote() for h in self.handles)))
 
@@ -110,7 +134,9 @@ class WorkerSet:
             self.incarnations[i] = incarnation
             self.accounting.worker_restarts += 1
             log.warning("rollout worker %d restarted (incarnation %s); re-sending weights v%d", i, incarnation, self.version)
-        if self.weights_ref is not None:
+        if self.pushing:
+            await self.trainer.resync_worker.remote(i, self.version)
+        elif self.weights_ref is not None:
             await self.handles[i].update_weights.remote(self.weights_ref, self.version)
 
     async def generate(
@@ -145,18 +171,40 @@ class WorkerSet:
 
 @dataclass
 class ActorSet:
-    trainer: Any  # None for evaluation-only runs
+    trainer: Any  # None for evaluation-only runs; rank 0 under DeepSpeed
     workers: WorkerSet
     scorers: list[Any]
+    trainer_followers: list[Any] = field(default_factory=list)  # DeepSpeed ranks > 0
+    placement: Placement | None = None
 
     def kill(self) -> None:
-        for h in [self.trainer, *self.workers.handles, *self.scorers]:
+        for h in [self.trainer, *self.trainer_followers, *self.workers.handles, *self.scorers]:
             if h is None:
                 continue
             try:
                 ray.kill(h, no_restart=True)
             except Exception:  # noqa: BLE001 - best-effort teardown of possibly dead actors
                 pass
+        if self.placement is not None:
+            self.placement.remove()
+
+
+def _start_trainer(cfg: RunConfig, cfg_dict: dict[str, Any], model_path: str | None, placement: Placement) -> list[Any]:
+    """Trainer rank actors (one unless DeepSpeed); DeepSpeed ranks join one process group before returning."""
+    from zaya_rl.pipeline.trainer_actor import TrainerActor
+
+    ranks = [
+        ray.remote(TrainerActor)
+        .options(name=actor_name(cfg, "trainer", r), max_restarts=0, **_options(cfg.trainer.resources),
+                 **placement.trainer(r))
+        .remote(cfg_dict, model_path)
+        for r in range(trainer_ranks(cfg))
+    ]
+    if cfg.trainer.backend == "deepspeed":
+        addr, port = ray.get(ranks[0].rendezvous_address.remote())
+        ray.get([a.init_parallel.remote(r, len(ranks), addr, port) for r, a in enumerate(ranks)])
+        ray.get(ranks[0].set_followers.remote(ranks[1:]))
+    return ranks
 
 
 def create_actors(
@@ -165,24 +213,24 @@ def create_actors(
     """Validate resources and start the trainer (unless ``with_trainer`` is False), rollout workers, scorers."""
     from zaya_rl.pipeline.rollout_worker import RolloutWorker
     from zaya_rl.pipeline.scorer import Scorer
-    from zaya_rl.pipeline.trainer_actor import TrainerActor
 
     check_resources(cfg, ray.cluster_resources())
+    if cfg.rollout.engine == "vllm":  # e.g. ZAYA: fail here, not in restarting worker actors
+        from zaya_rl.rollout.vllm_build import check_vllm_supports
+
+        check_vllm_supports(cfg)
+    placement = create_placement(cfg)
     cfg_dict = cfg.model_dump(mode="json")
-    trainer = None
-    if with_trainer:
-        trainer = (
-            ray.remote(TrainerActor)
-            .options(name=actor_name(cfg, "trainer"), max_restarts=0, **_options(cfg.trainer.resources))
-            .remote(cfg_dict, trainer_model_path)
-        )
+    ranks = _start_trainer(cfg, cfg_dict, trainer_model_path, placement) if with_trainer else [None]
     workers = [
         ray.remote(RolloutWorker)
         .options(name=actor_name(cfg, "rollout", i), max_restarts=-1, max_task_retries=0, max_concurrency=1000,
-                 **_options(cfg.rollout.resources))
+                 **_options(cfg.rollout.resources), **placement.rollout(i))
         .remote(cfg_dict, i)
         for i in range(cfg.rollout.num_workers)
     ]
+    if with_trainer:  # the weight transport's data plane (NCCL: a group of trainer rank 0 and the engines)
+        ray.get(ranks[0].connect_workers.remote(workers))
     scorers = [
         ray.remote(Scorer)
         .options(name=actor_name(cfg, "scorer", i), max_restarts=-1, max_task_retries=2,
@@ -190,4 +238,6 @@ def create_actors(
         .remote(cfg_dict)
         for i in range(cfg.pipeline.num_scorers)
     ]
-    return ActorSet(trainer=trainer, workers=WorkerSet(workers, accounting), scorers=scorers)
+    return ActorSet(trainer=ranks[0], workers=WorkerSet(workers, accounting, trainer=ranks[0],
+                                                       transport=cfg.weight_sync.transport), scorers=scorers,
+                    trainer_followers=ranks[1:], placement=placement)

@@ -44,6 +44,19 @@ class RolloutWorker:
         await self.engine.update_weights(weights, version)
         return version
 
+    async def apply_weight_update(self, update: Any) -> dict[str, float]:
+        """One policy version from the trainer's ``WeightSender`` (``zaya_rl.weights``); returns timings."""
+        apply = getattr(self.engine, "apply_update", None)
+        if apply is not None:  # VLLMEngine: pause (keep) -> transfer -> resume
+            return await apply(update)
+        from zaya_rl.weights.receive import apply_to_engine
+
+        return await apply_to_engine(self.engine, update)
+
+    async def init_weight_receiver(self, init_info: dict[str, Any]) -> None:
+        """Join the trainer's NCCL weight-transfer group (``weight_sync.transport: nccl``)."""
+        await self.engine.init_weight_receiver(init_info)
+
     def _canary_spec(self, env_canary: dict[str, Any] | None) -> CanarySpec | None:
         c = self.cfg.canary
         if not (c.enabled and c.stop_generation):

@@ -1,10 +1,16 @@
 """Trainer actor: holds the policy and its optimizer; endpoints are verbs over ``zaya_rl.trainer``.
 
 ``train_step`` (one optimizer step on a batch of samples), ``sft_step``, ``get_weights`` (the state dict
-to publish to the rollout workers), ``save``/``load`` (the trainer part of a checkpoint), ``stats`` (busy
-time, for the trainer idle fraction). A non-finite loss or gradient skips the step; after
-``trainer.max_consecutive_nan`` in a row the actor raises ``NonFiniteError`` and the run stops with that
-message.
+to publish to the rollout workers), ``connect_workers``/``push_weights`` (send a version to every rollout
+worker through ``weight_sync.transport``: ``zaya_rl.weights``), ``save``/``load`` (the trainer part of a
+checkpoint), ``stats`` (busy time, for the trainer idle fraction). A non-finite loss or gradient skips the
+step; after ``trainer.max_consecutive_nan`` in a row the actor raises ``NonFiniteError`` and the run stops
+with that message.
+
+Parallelism is ``zaya_rl.trainer.parallel.wrap_for_training``. With ``trainer.backend: deepspeed`` there
+is one actor per rank (``pipeline.actors`` creates them and calls ``init_parallel`` on all together); rank
+0 is the one the orchestrator talks to, and forwards each call's per-rank part to the others
+(``train_shard``, ``follow_weights``, ``save_shard``/``load_shard``).
 """
 
 from __future__ import annotations
@@ -27,7 +33,6 @@ class TrainerActor:
         import torch
 
         from zaya_rl.models.policy import build_model_and_tokenizer
-        from zaya_rl.optim.build import build_optimizer
         from zaya_rl.trainer.step import LossSettings
 
         self.cfg = cfg = RunConfig.model_validate(cfg_dict)
@@ -37,8 +42,11 @@ class TrainerActor:
         self.device = _device(cfg.trainer.device)
         self.model, self.tokenizer = build_model_and_tokenizer(model_cfg)
         self.model.to(self.device)
-        self.optimizer, self.partition = build_optimizer(self.model, cfg.optim)
-        self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
+        self.setup: Any = None
+        self.followers: list[Any] = []
+        self._weight_sender: Any = None
+        if cfg.trainer.backend == "torch":
+            self._wrap()
         self.pad_id = self.tokenizer.pad_token_id
         self.settings = LossSettings(
             temperature=cfg.rollout.sampling.temperature,
@@ -57,6 +65,37 @@ class TrainerActor:
         self.busy_s = 0.0
         self._sft_opt = None
 
+    def _wrap(self) -> None:
+        from zaya_rl.trainer.parallel import wrap_for_training
+
+        cfg = self.cfg
+        self.setup = wrap_for_training(self.model, cfg.optim, cfg.trainer, dtype=cfg.model.dtype)
+        self.model, self.optimizer, self.partition = self.setup.model, self.setup.optimizer, self.setup.groups
+        self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
+
+    def init_parallel(self, rank: int, world_size: int, master_addr: str, master_port: int) -> None:
+        """DeepSpeed backend: join the trainer process group (every rank at once), then wrap the model."""
+        import torch
+
+        from zaya_rl.trainer.parallel import init_distributed
+
+        init_distributed(rank, world_size, master_addr, master_port, "nccl" if torch.cuda.is_available() else "gloo")
+        self._wrap()
+
+    def set_followers(self, handles: list[Any]) -> None:
+        """Rank 0 only: the other ranks' actors, in rank order."""
+        self.followers = list(handles)
+
+    def rendezvous_address(self) -> tuple[str, int]:
+        """Rank 0: this node's IP and a free port for the trainer process group."""
+        import socket
+
+        import ray
+
+        with socket.socket() as sock:
+            sock.bind(("", 0))
+            return ray.util.get_node_ip_address(), sock.getsockname()[1]
+
     def describe(self) -> dict[str, Any]:
         n = sum(p.numel() for p in self.model.parameters())
         from zaya_rl.optim.partition import describe_partition
@@ -74,7 +113,10 @@ class TrainerActor:
 
         t0 = time.perf_counter()
         self._set_lr()
-        res = train_step(self.model, self.optimizer, samples, settings=self.settings, pad_id=self.pad_id)
+        if self.setup.engine is None:
+            res = train_step(self.model, self.optimizer, samples, settings=self.settings, pad_id=self.pad_id)
+        else:
+            res = self._distributed_step(samples)
         self.busy_s += time.perf_counter() - t0
         if res.skipped:
             self.nonfinite_streak += 1
@@ -87,6 +129,28 @@ class TrainerActor:
         self.nonfinite_streak = 0
         self.step += 1
         return {**res.metrics, "train/skipped": 0.0, "train/lr": self.optimizer.param_groups[0]["lr"]}
+
+    def _distributed_step(self, samples: list[TrainSample]) -> Any:
+        import ray
+
+        from zaya_rl.trainer.parallel_step import global_counts, shard_samples
+
+        counts = global_counts(samples, self.settings.micro_batch_size, self.setup.world_size)
+        shards = shard_samples(samples, self.setup.world_size)
+        refs = [f.train_shard.remote(shards[i + 1], counts, self.step) for i, f in enumerate(self.followers)]
+        res = self.train_shard(shards[0], counts, self.step)
+        others = ray.get(refs)
+        if not res.skipped:
+            res.metrics["train/loss"] = sum(r.metrics.get("train/loss_rank", 0.0) for r in [res, *others])
+        return res
+
+    def train_shard(self, shard: list[TrainSample], counts: dict[str, int], step: int) -> Any:
+        """This rank's part of a DeepSpeed step (``parallel_step.distributed_train_step``)."""
+        from zaya_rl.trainer.parallel_step import distributed_train_step
+
+        self.step = step
+        self._set_lr()
+        return distributed_train_step(self.setup, shard, settings=self.settings, pad_id=self.pad_id, **counts)
 
     def sft_step(self, prompts: list[list[int]], completions: list[list[int]]) -> float:
         import torch
@@ -118,21 +182,103 @@ class TrainerActor:
 
     def get_weights(self) -> dict[str, Any]:
         """The full state dict on CPU, HF parameter names (what ``RolloutEngine.update_weights`` takes)."""
-        return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        if self.setup.engine is None:
+            return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        with self._followers_iterate():
+            return {k: v.detach().to("cpu", copy=True) for k, v in self.setup.named_weights()}
+
+    def _sender(self) -> Any:
+        if self._weight_sender is None:
+            from zaya_rl.weights.senders import make_sender
+
+            ws = self.cfg.weight_sync
+            self._weight_sender = make_sender(ws, self.cfg.model.dtype if ws.dtype == "auto" else ws.dtype)
+        return self._weight_sender
+
+    def connect_workers(self, handles: list[Any]) -> None:
+        """Remember the rollout workers and set up the transport's data plane (NCCL: a group with them)."""
+        self._worker_handles = list(handles)
+        self._sender().connect(handles)
+
+    def push_weights(self, version: int, workers: list[int] | None = None) -> dict[str, float]:
+        """Send the current weights as ``version`` to every rollout worker (or ``workers``); returns the
+        ``weights/`` metrics (push seconds, bytes, GB/s, the slowest worker's pause/load/resume)."""
+        shapes = [(n, tuple(getattr(p, "ds_shape", p.shape))) for n, p in self.model.named_parameters()]
+        with self._followers_iterate():
+            report = self._sender().push(self.setup.named_weights, version, workers, shapes=shapes)
+        return report.metrics()
+
+    def resync_worker(self, index: int, version: int) -> dict[str, float]:
+        """After rollout worker ``index`` restarted: rebuild the data plane and send it ``version``."""
+        self._sender().connect(self._worker_handles)
+        return self.push_weights(version, [index])
+
+    def follow_weights(self) -> None:
+        """ZeRO-3 ranks > 0: take part in the parameter gathers of rank 0's weight iteration."""
+        for _ in self.setup.named_weights():
+            pass
+
+    def _followers_iterate(self) -> Any:
+        """Context: under ZeRO-3 the other ranks gather along with this rank's ``named_weights``."""
+        import contextlib
+
+        import ray
+
+        @contextlib.contextmanager
+        def ctx():
+            refs = [f.follow_weights.remote() for f in self.followers] if self.setup.zero_stage == 3 else []
+            try:
+                yield
+            finally:
+                ray.get(refs)
+
+        return ctx()
 
     def save(self, path: str) -> None:
+        """Model (HF, full), tokenizer, optimizer and state. DeepSpeed: ``optimizer.pt`` is rank 0's ZeRO
+        partition and ``optimizer_rank<r>.pt`` the others' (a resume needs the same number of ranks)."""
+        import ray
+
         from zaya_rl.trainer.checkpoint import save_trainer_part
 
-        save_trainer_part(
-            path, self.model, self.tokenizer, self.optimizer, {"step": self.step, "nonfinite_streak": self.nonfinite_streak}
-        )
+        refs = [f.save_shard.remote(path) for f in self.followers]
+        with self._gathered_model():
+            save_trainer_part(path, self.model, self.tokenizer, self.optimizer,
+                              {"step": self.step, "nonfinite_streak": self.nonfinite_streak})
+        ray.get(refs)
+
+    def save_shard(self, path: str) -> None:
+        """Ranks > 0: write this rank's optimizer partition (and join rank 0's ZeRO-3 gather)."""
+        import torch
+
+        with self._gathered_model():
+            pass
+        torch.save(self.optimizer.state_dict(), f"{path}/optimizer_rank{self.setup.rank}.pt")
+
+    def _gathered_model(self) -> Any:
+        import contextlib
+
+        if self.setup.zero_stage != 3:
+            return contextlib.nullcontext()
+        import deepspeed
+
+        return deepspeed.zero.GatheredParameters(list(self.model.parameters()), modifier_rank=None)
 
     def load(self, path: str) -> int:
+        import ray
+
         from zaya_rl.trainer.checkpoint import load_trainer_part
 
+        refs = [f.load_shard.remote(path) for f in self.followers]
         state = load_trainer_part(path, self.optimizer)
+        ray.get(refs)
         self.step, self.nonfinite_streak = state["step"], state["nonfinite_streak"]
         return self.step
+
+    def load_shard(self, path: str) -> None:
+        import torch
+
+        self.optimizer.load_state_dict(torch.load(f"{path}/optimizer_rank{self.setup.rank}.pt", weights_only=False))
 
     def pid(self) -> int:
         """Process id (fault drills kill it to test resume)."""

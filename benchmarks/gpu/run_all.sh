@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# zaya_rl on ONE GPU: tests and measurements in one device call, every step time-boxed (~8 min in all).
+#
+#   bash benchmarks/gpu/run_all.sh                 # on the GPU machine, from the repo root, after the vLLM
+#                                                  # wheels are in /tmp/site (shared/gpu/README.md)
+#   DRY_RUN=1 PYTHON=python bash benchmarks/gpu/run_all.sh   # CPU rehearsal: torch engine instead of vLLM
+#
+# Steps (results in $WORK/res/<step>.json, logs in $WORK/logs/<step>.log):
+#   env      versions, GPU, /dev/shm                       pytest   python -m pytest tests/gpu -x -q
+#   vllm_*   bench_vllm.py: tokens/s, stop, canary, trainer/rollout log-prob gap (replay on/off), in-flight
+#            update; async_llm first, the in-process "stepped" frontend if that fails or hangs
+#   e2e_*    python -m zaya_rl.cli train (async, then sync) with the frontend that worked -> samples/s ratio
+#   weights  bench_weights.py: update seconds and GB/s per transport (~1 GB model) vs copy bandwidths
+# $OUT receives summary.json, summary.txt and logs.tar.gz (3 files); the summary is printed last.
+# Optional: .gpuwheels/extra/*.whl (deepspeed, hjson: benchmarks/gpu/make_extra_wheels.sh) are installed first.
+set -u
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+PY=${PYTHON:-python3}
+DRY=${DRY_RUN:-0}
+BUDGET=${BUDGET:-530}            # seconds for all steps; a step that would start later is skipped
+OUT=${OUT:-/tmp/zaya_gpu_out}
+WORK=${ZAYA_GPU_WORK:-/tmp/zaya_gpu}
+rm -rf "$WORK" && mkdir -p "$WORK/res" "$WORK/logs" "$OUT"
+export ZAYA_GPU_WORK=$WORK PYTHONPATH=$ROOT:/tmp/site:$WORK/ep:${PYTHONPATH:-}
+export VLLM_ENABLE_V1_MULTIPROCESSING=0 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1
+export VLLM_USE_FLASHINFER_SAMPLER=0 WANDB_MODE=disabled RAY_AUTH_MODE=disabled TOKENIZERS_PARALLELISM=false
+export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+T0=$(date +%s)
+STEPS=""
+SETSID="setsid -w"  # each step in its own session, so its leftovers can be killed as a group
+$SETSID true 2> /dev/null || SETSID=""
+
+if compgen -G ".gpuwheels/extra/*.whl" > /dev/null; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpuwheels/extra/*.whl > "$WORK/logs/extra_wheels.log" 2>&1
+fi
+$PY benchmarks/gpu/entry_points_shim.py "$WORK/ep" > /dev/null
+
+# step NAME LIMIT_S CMD...: run CMD time-boxed (in its own session, killed as a group after), record rc.
+step() {
+  local name=$1 limit=$2; shift 2
+  local left=$(( BUDGET - ($(date +%s) - T0) ))
+  if [ "$left" -lt 25 ]; then
+    echo "{\"skipped\": \"budget\", \"left_s\": $left}" > "$WORK/res/skip_$name.json"; STEPS="$STEPS\"$name\": \"skipped\", "; return 99
+  fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  local t=$(date +%s)
+  $SETSID timeout -k 10 "$limit" "$@" > "$WORK/logs/$name.log" 2>&1 &
+  local pid=$!
+  wait $pid; local rc=$?
+  [ -n "$SETSID" ] && kill -9 -- -$pid 2> /dev/null   # stragglers of this step's process group (Ray workers, engine cores)
+  STEPS="$STEPS\"$name\": \"rc=$rc $(( $(date +%s) - t ))s\", "
+  echo "[$(( $(date +%s) - T0 ))s] $name rc=$rc ($(( $(date +%s) - t )) s)"
+  return $rc
+}
+
+ray_stop() {  # Ray daemons of a killed e2e run may outlive its process group; only on the device
+  [ "$DRY" = 1 ] || $PY -m ray.scripts.scripts stop --force > /dev/null 2>&1
+}
+
+step env 60 $PY benchmarks/gpu/env_report.py
+
+if [ "$DRY" = 1 ]; then
+  step pytest 120 $PY -m pytest tests/gpu -x -q -p no:cacheprovider
+  step vllm_dry 120 $PY benchmarks/gpu/bench_vllm.py --dry-run --out "$WORK/res/vllm_dry.json"
+  FRONTEND=stepped
+  ENGINE_OVR="placement.mode=ray rollout.engine=torch model.dtype=float32 rollout.resources.num_gpus=0 trainer.resources.num_gpus=0 ray.num_cpus=2 pipeline.total_steps=3 pipeline.groups_per_step=4 eval.num_problems=4 rollout.sampling.max_new_tokens=8 pipeline.scorer_processes=1 rollout.resources.num_cpus=0.5 trainer.resources.num_cpus=0.5 pipeline.scorer_resources.num_cpus=0.5"
+else
+  step pytest 150 $PY -m pytest tests/gpu -x -q -p no:cacheprovider --timeout 120
+  FRONTEND=async_llm
+  if ! step vllm_async_llm 150 $PY benchmarks/gpu/bench_vllm.py --frontend async_llm --out "$WORK/res/vllm_async_llm.json"; then
+    FRONTEND=stepped
+    step vllm_stepped 120 $PY benchmarks/gpu/bench_vllm.py --frontend stepped --out "$WORK/res/vllm_stepped.json"
+  fi
+  ENGINE_OVR="rollout.vllm.frontend=$FRONTEND"
+fi
+echo "{\"frontend\": \"$FRONTEND\"}" > "$WORK/res/frontend.json"
+
+for mode in async sync; do
+  step "e2e_$mode" 170 $PY -m zaya_rl.cli train benchmarks/gpu/e2e_tiny_qwen3moe.yaml \
+    run_dir="$WORK/e2e_$mode" pipeline.mode=$mode $ENGINE_OVR
+  ray_stop
+done
+
+if [ "$DRY" = 1 ]; then
+  step weights 120 $PY benchmarks/gpu/bench_weights.py --dry-run --repeats 2 --out "$WORK/res/weights.json"
+else
+  step weights 150 $PY benchmarks/gpu/bench_weights.py --frontend $FRONTEND --out "$WORK/res/weights.json"
+fi
+
+echo "{${STEPS%, }}" > "$WORK/res/steps.json"
+$PY benchmarks/gpu/summarize.py "$WORK" "$OUT"
+tar czf "$OUT/logs.tar.gz" -C "$WORK" logs res $(cd "$WORK" && ls -d e2e_*/metrics.jsonl e2e_*/summary.json e2e_*/train.log 2> /dev/null) 2> /dev/null
+echo "total $(( $(date +%s) - T0 )) s; files in $OUT: $(ls "$OUT" | tr '\n' ' ')"

@@ -1,0 +1,24 @@
+"""GPU tests: skipped without CUDA (CI is CPU-only); vLLM / DeepSpeed tests also skip when not importable.
+
+On the GPU machine: ``python -m pytest tests/gpu -x -q`` (``benchmarks/gpu/run_all.sh`` does it first).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("VLLM_USE_FLASHINFER_SAMPLER", "0")
+os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
+
+
+def pytest_collection_modifyitems(config, items):
+    here = os.path.dirname(__file__)
+    for item in items:
+        if str(item.fspath).startswith(here):
+            item.add_marker(pytest.mark.gpu)
+            if not torch.cuda.is_available():
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))

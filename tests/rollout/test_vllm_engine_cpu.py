@@ -1,0 +1,316 @@
+"""``VLLMEngine``'s own logic on CPU with a fake AsyncLLM (no vLLM needed).
+
+python -m pytest tests/rollout/test_vllm_engine_cpu.py -q
+
+Covers: DELTA streaming into tokens / processed log-probs / versions, stop and length, the canary abort,
+routed-experts conversion (MoE-layer subset, int16, NO_ROUTE padding), pause → load → resume ordering and
+per-token versions across an in-flight update, the state-dict / file / NCCL receive paths, ``abort``,
+the ZAYA error, engine arguments, and ``SteppedLLM`` over a fake in-process ``LLMEngine``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import types
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from tests.rollout.fake_async_llm import FakeAsyncLLM, logprob_of
+from zaya_rl.config import ConfigError, config_from_dict
+from zaya_rl.rollout.base import NO_ROUTE, CanarySpec, GenerationRequest, SamplingParams
+from zaya_rl.rollout.vllm_convert import moe_layer_indices, routed_experts_from_vllm, versions_from_spans
+from zaya_rl.rollout.vllm_engine import RoutingSpec, VLLMEngine
+from zaya_rl.weights.base import WeightUpdate
+from zaya_rl.weights.buckets import TensorMeta
+
+EOS = 7
+
+
+def _engine(llm, **kw) -> VLLMEngine:
+    from zaya_rl.models.tokenizer import build_byte_tokenizer
+
+    return VLLMEngine(llm, build_byte_tokenizer(), make_params=lambda p: p, **kw)
+
+
+def _req(rid="r0", prompt=(1, 2, 3), max_new=10, stop=(EOS,), canary=None) -> GenerationRequest:
+    return GenerationRequest(rid, list(prompt), SamplingParams(max_new_tokens=max_new, stop_token_ids=stop), canary)
+
+
+@pytest.fixture
+def vllm_stub(monkeypatch):
+    """The two request classes of ``vllm.distributed.weight_transfer.base``, without vLLM."""
+
+    @dataclass
+    class WeightTransferUpdateRequest:
+        update_info: dict = field(default_factory=dict)
+
+    @dataclass
+    class WeightTransferInitRequest:
+        init_info: dict = field(default_factory=dict)
+
+    mod = types.ModuleType("vllm.distributed.weight_transfer.base")
+    mod.WeightTransferUpdateRequest, mod.WeightTransferInitRequest = WeightTransferUpdateRequest, WeightTransferInitRequest
+    for name in ("vllm", "vllm.distributed", "vllm.distributed.weight_transfer"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, "vllm.distributed.weight_transfer.base", mod)
+    return mod
+
+
+def test_streaming_tokens_logprobs_versions_and_stop():
+    llm = FakeAsyncLLM(lambda ids: [10, 11, 12, EOS, 13], chunk=2)
+    res = asyncio.run(_engine(llm).generate(_req()))
+    assert res.token_ids == [10, 11, 12, EOS]  # the stop token is kept, nothing after it
+    assert res.logprobs == pytest.approx([logprob_of(i) for i in range(4)])
+    assert res.versions == [0, 0, 0, 0] and res.finish_reason == "stop"
+    assert res.routed_experts is None  # no RoutingSpec: recording off
+
+
+def test_length_finish_and_routed_experts_subset():
+    llm = FakeAsyncLLM(lambda ids: list(range(20, 40)), chunk=3, num_layers=3, top_k=2, num_experts=8)
+    eng = _engine(llm, routing=RoutingSpec(layers=(0, 2), top_k=2))
+    res = asyncio.run(eng.generate(_req(max_new=5)))
+    assert res.finish_reason == "length" and len(res.token_ids) == 5
+    r = res.routed_experts
+    assert r.dtype == np.int16 and r.shape == (3 + 5 - 1, 2, 2)
+    # row i, kept layer l in {0, 2}, slot k -> (i + l + k) % 8 (the fake's formula)
+    assert r[6, 1, 1] == (6 + 2 + 1) % 8 and r[0, 0, 0] == 0 and r[4, 0, 1] == 5
+
+
+def test_routed_experts_conversion_pads_and_cuts():
+    raw = np.arange(4 * 3 * 1, dtype=np.uint8).reshape(4, 3, 1)
+    short = routed_experts_from_vllm(raw, prompt_len=3, num_generated=4, moe_layers=[1, 2], top_k=1)
+    assert short.shape == (6, 2, 1) and short[:4, :, 0].tolist() == [[1, 2], [4, 5], [7, 8], [10, 11]]
+    assert (short[4:] == NO_ROUTE).all()
+    cut = routed_experts_from_vllm(raw, prompt_len=2, num_generated=1, moe_layers=[0], top_k=1)
+    assert cut.tolist() == [[[0]], [[3]]]
+    assert (routed_experts_from_vllm(None, 2, 0, [0, 1], 2) == NO_ROUTE).all()
+    with pytest.raises(ValueError, match="routed_experts from vLLM"):
+        routed_experts_from_vllm(raw, 3, 2, [3], 1)  # layer 3 of a 3-layer array
+
+
+def test_canary_aborts_early_with_degenerate():
+    from zaya_rl.canary import CompressibilityCanary
+
+    # "aaaa..." compresses to almost nothing: the canary flags once `patience` 64-byte chunks are below 0.3.
+    ref = CompressibilityCanary(0.3, 2, 64)
+    flag_at = next(i for i in range(400) if ref.feed("a"))  # index of the token that completes the flag
+    llm = FakeAsyncLLM(lambda ids: [ord("a")] * 400, chunk=5)
+    eng = _engine(llm, routing=RoutingSpec(layers=(0, 1, 2), top_k=2))
+    res = asyncio.run(eng.generate(_req(max_new=400, canary=CanarySpec(threshold=0.3, patience=2, chunk_bytes=64))))
+    assert res.finish_reason == "degenerate"
+    assert len(res.token_ids) == flag_at + 1  # the flagging token is kept, the rest of its delta dropped
+    assert ("abort", "r0") in llm.calls and res.canary_ratios == ref.ratios
+    assert res.routed_experts.shape == (3 + len(res.token_ids) - 1, 3, 2)
+
+
+def test_abort_returns_partial_result():
+    llm = FakeAsyncLLM(lambda ids: list(range(20, 60)), chunk=1)
+    eng = _engine(llm)
+
+    async def run():
+        task = asyncio.create_task(eng.generate(_req(max_new=40)))
+        while llm.chunks_sent < 3:
+            await asyncio.sleep(0)
+        await eng.abort("r0")
+        return await task
+
+    res = asyncio.run(run())
+    assert res.finish_reason == "abort" and 3 <= len(res.token_ids) < 40
+
+
+def _state(v: float) -> dict[str, torch.Tensor]:
+    return {"a.weight": torch.full((2, 3), v), "b.bias": torch.full((4,), v)}
+
+
+@pytest.mark.parametrize("in_process", [True, False])
+def test_inflight_update_orders_pause_load_resume_and_tags_versions(in_process, tmp_path):
+    llm = FakeAsyncLLM(lambda ids: list(range(20, 40)), chunk=1)
+    eng = _engine(llm, in_process=in_process, shm_dir=str(tmp_path), pause_drain_s=0.0)
+
+    async def run():
+        task = asyncio.create_task(eng.generate(_req(max_new=20, stop=())))
+        while llm.chunks_sent < 5:
+            await asyncio.sleep(0)
+        await eng.update_weights(_state(1.0), version=3)
+        return await task
+
+    res = asyncio.run(run())
+    kinds = [c[0] for c in llm.calls]
+    assert kinds == ["pause", "rpc", "resume"] and llm.calls[0] == ("pause", "keep", False)
+    assert llm.loaded == [("iterator" if in_process else "path", ["a.weight", "b.bias"])]
+    boundary = res.versions.index(3)
+    assert 5 <= boundary < 20 and set(res.versions[:boundary]) == {0} and set(res.versions[boundary:]) == {3}
+    assert eng.version == 3 and list(tmp_path.iterdir()) == []  # the scratch folder is removed
+
+
+def test_file_update_reloads_folder(tmp_path):
+    from zaya_rl.weights.files import write_folder
+
+    metas = write_folder(_state(2.0).items(), tmp_path / "v1", bucket_bytes=16)
+    llm = FakeAsyncLLM(lambda ids: [1])
+    timings = asyncio.run(_engine(llm).apply_update(WeightUpdate(1, "file", tuple(metas), str(tmp_path / "v1"))))
+    assert llm.loaded == [("path", ["a.weight", "b.bias"])] and set(timings) >= {"pause_s", "load_s", "resume_s"}
+
+
+def test_native_nccl_update_sends_metadata_in_one_session(vllm_stub):
+    llm = FakeAsyncLLM(lambda ids: [1])
+    metas = (TensorMeta("x.weight", "bfloat16", (4, 8)), TensorMeta("y", "float32", (3,)))
+    packing = {"packed": True, "packed_buffer_size_bytes": 1024, "packed_num_buffers": 2}
+    asyncio.run(_engine(llm).apply_update(WeightUpdate(5, "nccl", metas, packing)))
+    kinds = [c[0] for c in llm.calls]
+    assert kinds == ["pause", "start_weight_update", "update_weights", "finish_weight_update", "resume"]
+    info = llm.calls[2][1]
+    assert info == {"names": ["x.weight", "y"], "dtype_names": ["bfloat16", "float32"], "shapes": [[4, 8], [3]],
+                    **packing}
+
+
+def test_init_weight_receiver_forwards_init_info(vllm_stub):
+    llm = FakeAsyncLLM(lambda ids: [1])
+    info = {"master_address": "10.0.0.1", "master_port": 1234, "rank_offset": 2, "world_size": 3}
+    asyncio.run(_engine(llm).init_weight_receiver(info))
+    assert llm.calls == [("init_weight_transfer_engine", info)]
+
+
+def test_unknown_transport_is_rejected():
+    with pytest.raises(ValueError, match="unknown weight transport 'carrier-pigeon'"):
+        asyncio.run(_engine(FakeAsyncLLM(lambda ids: [1])).apply_update(WeightUpdate(1, "carrier-pigeon", ())))
+
+
+def test_moe_layer_indices_match_the_torch_routers():
+    from transformers import Qwen3MoeConfig
+
+    from zaya_rl.models.policy import build_preset
+    from zaya_rl.models.router_replay import moe_routers
+
+    cfg = Qwen3MoeConfig(num_hidden_layers=6, num_experts=4, mlp_only_layers=[1], decoder_sparse_step=2)
+    assert moe_layer_indices(cfg) == [3, 5]  # (i + 1) % 2 == 0 -> 1, 3, 5; minus mlp_only 1
+    assert moe_layer_indices(SimpleNamespace(model_type="llama", num_hidden_layers=4)) is None
+    ds = SimpleNamespace(model_type="deepseek_v3", num_hidden_layers=5, n_routed_experts=8, first_k_dense_replace=2)
+    assert moe_layer_indices(ds) == [2, 3, 4]
+    model, _ = build_preset("tiny-qwen3moe")
+    assert len(moe_layer_indices(model.config)) == len(moe_routers(model))
+
+
+def _fake_vllm_registry(monkeypatch, archs):
+    vllm = types.ModuleType("vllm")
+    vllm.ModelRegistry = SimpleNamespace(get_supported_archs=lambda: set(archs))
+    plugins = types.ModuleType("vllm.plugins")
+    plugins.load_general_plugins = lambda: None
+    monkeypatch.setitem(sys.modules, "vllm", vllm)
+    monkeypatch.setitem(sys.modules, "vllm.plugins", plugins)
+
+
+def test_zaya_on_vllm_is_a_clear_error(monkeypatch):
+    from zaya_rl.rollout.vllm_build import check_vllm_supports
+
+    _fake_vllm_registry(monkeypatch, {"Qwen3MoeForCausalLM"})
+    with pytest.raises(ConfigError, match=r"ZayaForCausalLM.*rollout.engine=torch.*docs/zaya_vllm_plugin.md"):
+        check_vllm_supports(config_from_dict({"model": {"preset": "tiny-zaya"}, "rollout": {"engine": "vllm"}}))
+    check_vllm_supports(config_from_dict({"model": {"preset": "tiny-qwen3moe"}, "rollout": {"engine": "vllm"}}))
+
+
+def test_engine_kwargs_processed_logprobs_routing_and_transfer_backend():
+    from zaya_rl.rollout.vllm_build import engine_kwargs
+
+    cfg = config_from_dict({"model": {"preset": "tiny-qwen3moe", "dtype": "bfloat16"},
+                            "rollout": {"engine": "vllm", "vllm": {"enable_prefix_caching": False,
+                                                                   "engine_kwargs": {"max_num_batched_tokens": 512}}},
+                            "weight_sync": {"transport": "nccl"}})
+    kw = engine_kwargs(cfg, "/m", routed=True)
+    assert kw["logprobs_mode"] == "processed_logprobs" and kw["enable_return_routed_experts"]
+    assert kw["enable_prefix_caching"]  # routed experts need it, whatever the config says
+    assert kw["weight_transfer_config"] == {"backend": "nccl"} and kw["max_num_batched_tokens"] == 512
+    assert kw["dtype"] == "bfloat16" and kw["max_num_seqs"] == cfg.rollout.max_batch_size
+
+
+class _FakeLLMEngine:
+    """In-process ``LLMEngine`` stand-in: each ``step`` emits one token per request."""
+
+    def __init__(self) -> None:
+        self.reqs: dict[str, list[int]] = {}
+        self.steps = 0
+        self.output_processor = SimpleNamespace(
+            external_req_ids={}, request_states={})
+
+    def add_request(self, rid, prompt, params):
+        self.reqs[rid] = []
+        self.output_processor.external_req_ids[rid] = [rid + "-x"]
+        self.output_processor.request_states[rid + "-x"] = SimpleNamespace(
+            routed_experts_chunks=[np.zeros((2, 1, 1), np.uint8)])
+
+    def step(self):
+        self.steps += 1
+        outs = []
+        for rid, toks in list(self.reqs.items()):
+            toks.append(100 + len(toks))
+            done = len(toks) == 4
+            lp = [{toks[-1]: SimpleNamespace(logprob=-1.0)}]
+            outs.append(SimpleNamespace(request_id=rid, finished=done, outputs=[SimpleNamespace(
+                token_ids=[toks[-1]], logprobs=lp, finish_reason="length" if done else None, routed_experts=None)]))
+            if done:
+                del self.reqs[rid]
+        return outs
+
+    def abort_request(self, ids):
+        for rid in ids:
+            self.reqs.pop(rid, None)
+
+    def collective_rpc(self, method, timeout, args, kwargs):
+        return ["ok"]
+
+
+def test_stepped_llm_streams_pauses_and_aborts():
+    from zaya_rl.rollout.vllm_stepped import SteppedLLM
+
+    core = _FakeLLMEngine()
+    llm = SteppedLLM(core)
+
+    async def run():
+        async def collect(rid):
+            return [o async for o in llm.generate({"prompt_token_ids": [1]}, None, rid)]
+
+        a = asyncio.create_task(collect("a"))
+        while core.steps < 1:
+            await asyncio.sleep(0)
+        await llm.pause_generation(mode="keep")
+        frozen = core.steps
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert core.steps == frozen  # keep: no step while paused
+        await llm.resume_generation()
+        outs_a = await a
+        b = asyncio.create_task(collect("b"))
+        while core.steps < frozen + 5:
+            await asyncio.sleep(0)
+        await llm.abort("b")
+        return outs_a, await b
+
+    outs_a, outs_b = asyncio.run(run())
+    assert [o.outputs[0].token_ids[0] for o in outs_a] == [100, 101, 102, 103] and outs_a[-1].finished
+    assert outs_b[-1].outputs[0].finish_reason == "abort" and outs_b[-1].outputs[0].routed_experts.shape == (2, 1, 1)
+
+
+def test_versions_from_spans_override_tracking_where_labelled():
+    spans = [SimpleNamespace(version="default", start=0, end=2), SimpleNamespace(version="4", start=2, end=5),
+             ("5", 5, 9)]
+    assert versions_from_spans(spans, [3] * 7) == [3, 3, 4, 4, 4, 5, 5]
+    assert versions_from_spans(None, [1, 2]) == [1, 2]
+
+
+def test_engine_labels_versions_when_vllm_supports_it(tmp_path):
+    llm = FakeAsyncLLM(lambda ids: [1, 2])
+    labels = []
+
+    async def update_weight_version(v):
+        labels.append(v)
+
+    llm.update_weight_version = update_weight_version
+    eng = _engine(llm, shm_dir=str(tmp_path), pause_drain_s=0.0)
+    asyncio.run(eng.generate(_req()))
+    asyncio.run(eng.update_weights(_state(1.0), version=6))
+    assert labels == ["0", "6"]

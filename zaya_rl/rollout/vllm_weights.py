@@ -1,0 +1,94 @@
+"""Engine side of the weight transports (``zaya_rl.weights``): load one ``WeightUpdate`` into a vLLM engine.
+
+Each receiver gets the AsyncLLM-like object (``AsyncLLM`` or ``SteppedLLM``) and the update, and loads
+*all* tensors of the update in one vLLM reload session: vLLM's layerwise reload materialises a layer and
+processes it (fused-MoE repacking, fused QKV) once all of its checkpoint tensors arrived, and a layer left
+half-loaded at the end of a session would be processed from garbage. So a state dict is never split into
+several ``reload_weights`` calls, and native transfers run ``start_weight_update`` → ``update_weights`` →
+``finish_weight_update`` around the whole update.
+
+| transport | vLLM call |
+| --- | --- |
+| ``state_dict`` | ``reload_weights(weights_iterator=...)`` in process (``stepped``); through a ``/dev/shm`` folder and ``reload_weights(weights_path=...)`` otherwise (tensors cannot cross AsyncLLM's engine-core pipe) |
+| ``file`` | ``reload_weights(weights_path=folder)`` |
+| ``nccl`` / ``ipc`` | ``[start_weight_update] / update_weights(WeightTransferUpdateRequest) / finish_weight_update`` |
+
+``start_weight_update`` exists in vLLM 0.24 and 0.33; when a vLLM lacks it, ``update_weights`` is called
+without it (older vLLM loaded in ``update_weights`` directly).
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from zaya_rl.weights.base import WeightUpdate
+
+
+async def _reload_from_path(llm: Any, folder: str) -> None:
+    await llm.collective_rpc("reload_weights", kwargs={"weights_path": folder, "is_checkpoint_format": True})
+
+
+async def receive_state_dict(llm: Any, update: WeightUpdate, *, in_process: bool, shm_dir: str) -> None:
+    items = list(update.payload.items())
+    if in_process:
+        await llm.collective_rpc(
+            "reload_weights", kwargs={"weights_iterator": items, "is_checkpoint_format": True}
+        )
+        return
+    from zaya_rl.weights.files import write_folder
+
+    folder = Path(shm_dir) / f"engine-{uuid.uuid4().hex[:12]}"
+    try:
+        write_folder(items, folder, bucket_bytes=256 * 2**20)
+        await _reload_from_path(llm, str(folder))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def receive_file(llm: Any, update: WeightUpdate, *, in_process: bool, shm_dir: str) -> None:
+    await _reload_from_path(llm, str(update.payload))
+
+
+def native_update_info(update: WeightUpdate) -> dict[str, Any]:
+    """vLLM's ``update_info`` dict of a native (``nccl``/``ipc``) update."""
+    info: dict[str, Any] = {
+        "names": [m.name for m in update.tensors],
+        "dtype_names": [m.dtype for m in update.tensors],
+        "shapes": [list(m.shape) for m in update.tensors],
+    }
+    if update.transport == "nccl":
+        info.update(update.payload)
+    else:
+        info.update({"ipc_handles_pickled": update.payload, "packed": False})
+    return info
+
+
+async def receive_native(llm: Any, update: WeightUpdate, *, in_process: bool, shm_dir: str) -> None:
+    from vllm.distributed.weight_transfer.base import WeightTransferUpdateRequest
+
+    start = getattr(llm, "start_weight_update", None)
+    if start is not None:
+        await start(is_checkpoint_format=True)
+    await llm.update_weights(WeightTransferUpdateRequest(update_info=native_update_info(update)))
+    if start is not None:
+        await llm.finish_weight_update()
+
+
+#: transport -> receiver ``(llm, update, in_process=, shm_dir=) -> awaitable``.
+RECEIVERS: dict[str, Callable[..., Awaitable[None]]] = {
+    "state_dict": receive_state_dict,
+    "file": receive_file,
+    "nccl": receive_native,
+    "ipc": receive_native,
+}
+
+
+async def init_native_receiver(llm: Any, init_info: dict[str, Any]) -> None:
+    """Join the trainer's NCCL group (``NCCLSender.connect``); IPC needs no init."""
+    from vllm.distributed.weight_transfer.base import WeightTransferInitRequest
+
+    await llm.init_weight_transfer_engine(WeightTransferInitRequest(init_info=init_info))

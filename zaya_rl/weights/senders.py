@@ -1,0 +1,224 @@
+"""Trainer-side weight senders, one per ``weight_sync.transport`` (see ``zaya_rl.weights.base``).
+
+Every sender makes exactly one ``apply_weight_update`` call per rollout worker per version, and waits for
+all of them (``ray.get`` from the synchronous trainer actor). ``nccl`` and ``ipc`` need vLLM on the
+trainer's machine (they use ``vllm.distributed.weight_transfer``); ``state_dict`` and ``file`` need only
+torch. A push to a *subset* of workers (re-sync after a worker restart) always goes through
+``state_dict``: an NCCL broadcast reaches the whole group, and a restarted worker is not in it until
+``connect`` runs again.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import pickle
+import shutil
+import socket
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from zaya_rl.weights.base import NamedTensors, PushReport, WeightSender, WeightUpdate, register_sender
+from zaya_rl.weights.buckets import TensorMeta, plan_buckets, total_bytes
+from zaya_rl.weights.files import tensor_meta, write_folder
+
+#: Staging buffers of the packed NCCL broadcast: one fills while the previous one is on the wire.
+NCCL_NUM_BUFFERS = 2
+
+
+def cast(tensor: torch.Tensor, dtype: str) -> torch.Tensor:
+    """``tensor`` detached, in ``dtype`` (no copy when it already is)."""
+    t = tensor.detach()
+    return t if str(t.dtype).removeprefix("torch.") == dtype else t.to(getattr(torch, dtype))
+
+
+class _RaySender(WeightSender):
+    """Shared plumbing: one ``apply_weight_update`` per target worker, then wait."""
+
+    @classmethod
+    def from_config(cls, cfg: Any, dtype: str) -> WeightSender:
+        """Build from the ``weight_sync`` section."""
+        return cls(bucket_bytes=cfg.bucket_mb * 2**20, dtype=dtype)
+
+    def _targets(self, workers: Sequence[int] | None) -> list[int]:
+        if not self.workers:
+            raise RuntimeError(f"{type(self).__name__}.push before connect(): no rollout workers known")
+        return list(range(len(self.workers))) if workers is None else list(workers)
+
+    def _apply(self, update: Any, targets: list[int]) -> list[dict[str, float]]:
+        import ray
+
+        return list(ray.get([self.workers[i].apply_weight_update.remote(update) for i in targets]))
+
+
+@register_sender
+class StateDictSender(_RaySender):
+    """CPU copies of every tensor, ``ray.put`` once and read by every worker."""
+
+    transport = "state_dict"
+
+    def push(self, named: NamedTensors, version: int, workers: Sequence[int] | None = None, *,
+             shapes: Sequence[tuple[str, tuple[int, ...]]] | None = None) -> PushReport:
+        import ray
+
+        targets = self._targets(workers)
+        t0 = time.perf_counter()
+        state = {n: cast(t, self.dtype).to("cpu", copy=True) for n, t in named()}
+        metas = tuple(tensor_meta(n, t) for n, t in state.items())
+        ref = ray.put(WeightUpdate(version, self.transport, metas, state))
+        reports = self._apply(ref, targets)
+        return PushReport(self.transport, total_bytes(metas), 1, time.perf_counter() - t0, reports)
+
+
+@register_sender
+class FileSender(_RaySender):
+    """Bucketed safetensors files in a tmpfs folder; vLLM reloads them with ``reload_weights``.
+
+    Args:
+        shm_dir: parent folder (``weight_sync.shm_dir``); each version gets a fresh sub-folder, deleted
+            once every worker has loaded it.
+    """
+
+    transport = "file"
+
+    def __init__(self, *, bucket_bytes: int, dtype: str, shm_dir: str) -> None:
+        super().__init__(bucket_bytes=bucket_bytes, dtype=dtype)
+        # Unique per trainer process: two runs (or a restarted trainer) never share a folder.
+        self.root = Path(shm_dir) / f"trainer-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+    @classmethod
+    def from_config(cls, cfg: Any, dtype: str) -> WeightSender:
+        return cls(bucket_bytes=cfg.bucket_mb * 2**20, dtype=dtype, shm_dir=cfg.shm_dir)
+
+    def push(self, named: NamedTensors, version: int, workers: Sequence[int] | None = None, *,
+             shapes: Sequence[tuple[str, tuple[int, ...]]] | None = None) -> PushReport:
+        targets = self._targets(workers)
+        t0 = time.perf_counter()
+        folder = self.root / f"v{version:06d}"
+        metas = write_folder(((n, cast(t, self.dtype)) for n, t in named()), folder, self.bucket_bytes)
+        try:
+            reports = self._apply(WeightUpdate(version, self.transport, tuple(metas), str(folder)), targets)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        buckets = len(plan_buckets(metas, self.bucket_bytes))
+        return PushReport(self.transport, total_bytes(metas), buckets, time.perf_counter() - t0, reports)
+
+    def close(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+@register_sender
+class NCCLSender(_RaySender):
+    """vLLM's native NCCL weight transfer: the trainer is rank 0 of a group with every worker's engine
+    (one rank each: tensor parallelism 1), and broadcasts packed buckets while the workers receive them
+    inside their ``apply_weight_update`` call (``start_weight_update`` / ``update_weights`` /
+    ``finish_weight_update`` on the engine side)."""
+
+    transport = "nccl"
+
+    def __init__(self, *, bucket_bytes: int, dtype: str) -> None:
+        super().__init__(bucket_bytes=bucket_bytes, dtype=dtype)
+        self.group = None
+        self._metas: tuple | None = None
+
+    def connect(self, workers: Sequence[Any]) -> None:
+        import ray
+        from vllm.distributed.weight_transfer.nccl_engine import NCCLWeightTransferEngine
+
+        super().connect(workers)
+        info = {"master_address": ray.util.get_node_ip_address(), "master_port": _free_port(),
+                "world_size": 1 + len(self.workers)}
+        # The workers join as ranks 1..W while this process creates the group as rank 0 (a rendezvous:
+        # both sides must be in flight together).
+        refs = [w.init_weight_receiver.remote({**info, "rank_offset": 1 + i}) for i, w in enumerate(self.workers)]
+        self.group = NCCLWeightTransferEngine.trainer_init(info)
+        ray.get(refs)
+
+    def push(self, named: NamedTensors, version: int, workers: Sequence[int] | None = None, *,
+             shapes: Sequence[tuple[str, tuple[int, ...]]] | None = None) -> PushReport:
+        from vllm.distributed.weight_transfer.nccl_engine import (
+            NCCLTrainerSendWeightsArgs,
+            NCCLWeightTransferEngine,
+        )
+
+        targets = self._targets(workers)
+        if len(targets) < len(self.workers):
+            return _subset_push(self, named, version, targets)
+        if self.group is None:
+            raise RuntimeError("NCCLSender.push before connect()")
+        import ray
+
+        t0 = time.perf_counter()
+        if self._metas is None:  # names, dtypes and shapes never change during a run
+            if shapes is None:
+                raise ValueError("NCCLSender.push needs shapes= (metadata goes out before the first tensor)")
+            self._metas = tuple(TensorMeta(n, self.dtype, tuple(shape)) for n, shape in shapes)
+        packing = {"packed": True, "packed_buffer_size_bytes": self.bucket_bytes,
+                   "packed_num_buffers": NCCL_NUM_BUFFERS}
+        update = WeightUpdate(version, self.transport, self._metas, packing)
+        refs = [self.workers[i].apply_weight_update.remote(update) for i in targets]
+        args = NCCLTrainerSendWeightsArgs(group=self.group, packed=True, packed_buffer_size_bytes=self.bucket_bytes,
+                                          packed_num_buffers=NCCL_NUM_BUFFERS)
+        NCCLWeightTransferEngine.trainer_send_weights(((n, cast(t, self.dtype)) for n, t in named()), args)
+        torch.cuda.synchronize()
+        reports = list(ray.get(refs))
+        buckets = len(plan_buckets(self._metas, self.bucket_bytes))
+        return PushReport(self.transport, total_bytes(self._metas), buckets, time.perf_counter() - t0, reports)
+
+
+@register_sender
+class IPCSender(_RaySender):
+    """vLLM's native CUDA-IPC weight transfer for a rollout engine on the trainer's GPU: the engine maps
+    the trainer's tensors and copies them into its own (one device-to-device copy, no host hop).
+
+    When the transfer dtype equals the parameter dtype the handles point at the live parameters (no
+    staging); this is safe because the trainer is blocked in ``push`` until every worker has loaded.
+    Needs ``VLLM_ALLOW_INSECURE_SERIALIZATION=1`` in the engine (the rollout worker sets it): the handles
+    travel pickled, the only form vLLM's engine-core IPC accepts for them.
+    """
+
+    transport = "ipc"
+
+    def push(self, named: NamedTensors, version: int, workers: Sequence[int] | None = None, *,
+             shapes: Sequence[tuple[str, tuple[int, ...]]] | None = None) -> PushReport:
+        from torch.multiprocessing.reductions import reduce_tensor
+
+        targets = self._targets(workers)
+        t0 = time.perf_counter()
+        uuid_ = str(torch.cuda.get_device_properties(torch.cuda.current_device()).uuid)
+        keep, handles, metas = [], [], []
+        for n, t in named():
+            w = cast(t, self.dtype).contiguous()
+            keep.append(w)  # alive until every worker has copied it
+            handles.append({uuid_: reduce_tensor(w)[1]})
+            metas.append(tensor_meta(n, w))
+        torch.cuda.synchronize()
+        payload = base64.b64encode(pickle.dumps(handles)).decode("ascii")
+        reports = self._apply(WeightUpdate(version, self.transport, tuple(metas), payload), targets)
+        del keep
+        return PushReport(self.transport, total_bytes(metas), 1, time.perf_counter() - t0, reports)
+
+
+def _subset_push(sender: _RaySender, named: NamedTensors, version: int, targets: list[int]) -> PushReport:
+    """Re-sync some workers (after a restart) through the object store."""
+    fallback = StateDictSender(bucket_bytes=sender.bucket_bytes, dtype=sender.dtype)
+    fallback.workers = sender.workers
+    return fallback.push(named, version, targets)
+
+
+def make_sender(cfg: Any, dtype: str) -> WeightSender:
+    """The sender of ``cfg.transport`` (``cfg``: the ``weight_sync`` section), sending ``dtype`` tensors."""
+    from zaya_rl.weights.base import SENDERS
+
+    return SENDERS[cfg.transport].from_config(cfg, dtype)
