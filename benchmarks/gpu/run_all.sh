@@ -19,6 +19,9 @@ ROOT=$PWD
 PY=${PYTHON:-python3}
 DRY=${DRY_RUN:-0}
 BUDGET=${BUDGET:-530}            # seconds for all steps; a step that would start later is skipped
+ONLY=${ONLY:-all}                # "e2e": only the async/sync end-to-end pair (with FRONTEND, E2E_OVR)
+FRONTEND=${FRONTEND:-}           # force the vLLM frontend (skips the frontend probe)
+E2E_OVR=${E2E_OVR:-}             # extra key=value overrides of both e2e runs, e.g. pipeline.total_steps=30
 OUT=${OUT:-/tmp/zaya_gpu_out}
 WORK=${ZAYA_GPU_WORK:-/tmp/zaya_gpu}
 rm -rf "$WORK" && mkdir -p "$WORK/res" "$WORK/logs" "$OUT"
@@ -65,6 +68,9 @@ if [ "$DRY" = 1 ]; then
   step vllm_dry 120 $PY benchmarks/gpu/bench_vllm.py --dry-run --out "$WORK/res/vllm_dry.json"
   FRONTEND=stepped
   ENGINE_OVR="placement.mode=ray rollout.engine=torch model.dtype=float32 rollout.resources.num_gpus=0 trainer.resources.num_gpus=0 ray.num_cpus=2 pipeline.total_steps=3 pipeline.groups_per_step=4 eval.num_problems=4 rollout.sampling.max_new_tokens=8 pipeline.scorer_processes=1 rollout.resources.num_cpus=0.5 trainer.resources.num_cpus=0.5 pipeline.scorer_resources.num_cpus=0.5"
+elif [ "$ONLY" = e2e ]; then
+  FRONTEND=${FRONTEND:-async_llm}
+  ENGINE_OVR="rollout.vllm.frontend=$FRONTEND"
 else
   step pytest 150 $PY -m pytest tests/gpu -x -q -p no:cacheprovider --timeout 120
   FRONTEND=async_llm
@@ -78,11 +84,13 @@ echo "{\"frontend\": \"$FRONTEND\"}" > "$WORK/res/frontend.json"
 
 for mode in async sync; do
   step "e2e_$mode" 170 $PY -m zaya_rl.cli train benchmarks/gpu/e2e_tiny_qwen3moe.yaml \
-    run_dir="$WORK/e2e_$mode" pipeline.mode=$mode $ENGINE_OVR
+    run_dir="$WORK/e2e_$mode" pipeline.mode=$mode $ENGINE_OVR $E2E_OVR
   ray_stop
 done
 
-if [ "$DRY" = 1 ]; then
+if [ "$ONLY" = e2e ]; then
+  :
+elif [ "$DRY" = 1 ]; then
   step weights 120 $PY benchmarks/gpu/bench_weights.py --dry-run --repeats 2 --out "$WORK/res/weights.json"
 else
   step weights 150 $PY benchmarks/gpu/bench_weights.py --frontend $FRONTEND --out "$WORK/res/weights.json"

@@ -48,7 +48,10 @@ def _reqs(tok, n, max_new, temperature=0.8, stop=()):
 
 
 def _run(loop, engine, reqs):
-    return loop.run_until_complete(asyncio.gather(*(engine.generate(r) for r in reqs)))
+    async def _all():  # gather inside the loop: futures made outside it belong to another loop
+        return await asyncio.gather(*(engine.generate(r) for r in reqs))
+
+    return loop.run_until_complete(_all())
 
 
 def test_routes_and_logprobs_match_the_trainer(served):
