@@ -8,10 +8,10 @@ instant (STYLE.md rule 7).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -23,6 +23,18 @@ class Section(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True, validate_default=True)
+
+
+Device = Literal["auto", "cpu", "cuda"]
+
+
+class ActorResources(Section):
+    num_cpus: float = Field(1.0, ge=0.0)
+    """CPUs Ray reserves for each actor of this kind."""
+    num_gpus: float = Field(0.0, ge=0.0)
+    """GPUs (may be fractional on a GPU cluster) Ray reserves for each actor of this kind."""
+    resources: dict[str, float] = Field(default_factory=dict)
+    """Custom Ray resources (e.g. ``{"rollout_node": 1}``) to pin actors to labelled nodes."""
 
 
 class ConfigError(ValueError):
@@ -40,6 +52,8 @@ def format_validation_error(err: ValidationError, prefix: str = "") -> str:
         where = f"{prefix}.{where}" if prefix else where
         if e["type"] == "extra_forbidden":
             lines.append(f"{where}: unknown key")
+        elif not e["loc"] or isinstance(e.get("input"), dict):  # a cross-field check: the message names fields
+            lines.append(f"{where}: {e['msg']}")
         else:
             lines.append(f"{where}: {e['msg']} (got {e.get('input')!r})")
     return "invalid config:\n  " + "\n  ".join(lines)

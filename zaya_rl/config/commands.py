@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from zaya_rl.config import dump_config, load_config
+from zaya_rl.config import Section, dump_config, load_config
 from zaya_rl.config.schema import RunConfig
 
 
@@ -45,17 +45,50 @@ def _type_name(tp: object) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+def _model_in(tp: object) -> tuple[type[BaseModel] | None, str]:
+    """The config model inside an annotation (``M``, ``list[M]``, ``M | None``) and its key suffix."""
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return tp, ""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is list and args and isinstance(args[0], type) and issubclass(args[0], BaseModel):
+        return args[0], "[]"
+    models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+    return (models[0], "") if len(models) == 1 else (None, "")
+
+
 def _sections(model: type[BaseModel], prefix: str) -> list[tuple[str, type[BaseModel]]]:
     out = [(prefix, model)]
     for name, field in model.model_fields.items():
-        tp = field.annotation
-        if isinstance(tp, type) and issubclass(tp, BaseModel):
-            out += _sections(tp, f"{prefix}.{name}" if prefix else name)
+        sub, suffix = _model_in(field.annotation)
+        if sub is not None:
+            out += _sections(sub, f"{prefix}.{name}{suffix}" if prefix else f"{name}{suffix}")
     return out
 
 
+def _bounds(field: object) -> str:
+    """The numeric bounds of a field (``>= 0``, ``(0, 1]``, ...) from its pydantic metadata."""
+    marks = []
+    for m in getattr(field, "metadata", []):
+        for attr, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            value = getattr(m, attr, None)
+            if value is not None:
+                marks.append(f"{sym} {value}")
+    return ", ".join(marks)
+
+
+def _row(prefix: str, name: str, field: object) -> str:
+    default = field.get_default(call_default_factory=True)
+    if isinstance(default, BaseModel):
+        default = default.model_dump(mode="json")
+    if isinstance(default, list):
+        default = [d.model_dump(mode="json") if isinstance(d, BaseModel) else d for d in default]
+    key = f"{prefix}.{name}" if prefix else name
+    desc = (field.description or "").replace("\n", " ").replace("|", "\\|")
+    return f"| `{key}` | {_type_name(field.annotation)} | `{default!r}` | {_bounds(field)} | {desc} |"
+
+
 def config_reference() -> str:
-    """Markdown tables of every config field: dotted key, type, default, description."""
+    """Markdown: per section its docstring and a table of fields (dotted key, type, default, bounds, description)."""
     lines = [
         "# Configuration reference",
         "",
@@ -64,18 +97,13 @@ def config_reference() -> str:
         "",
     ]
     for prefix, model in _sections(RunConfig, ""):
-        lines += [f"## `{prefix or '(top level)'}`", "", "| key | type | default | description |", "|---|---|---|---|"]
+        lines += [f"## `{prefix or '(top level)'}`", ""]
+        if prefix and model.__doc__ and model.__doc__ != Section.__doc__:
+            lines += [" ".join(model.__doc__.split()), ""]
+        lines += ["| key | type | default | bounds | description |", "|---|---|---|---|---|"]
         for name, field in model.model_fields.items():
-            tp = field.annotation
-            if isinstance(tp, type) and issubclass(tp, BaseModel):
-                continue
-            default = field.get_default(call_default_factory=True)
-            if isinstance(default, BaseModel):
-                default = default.model_dump(mode="json")
-            if isinstance(default, list):
-                default = [d.model_dump(mode="json") if isinstance(d, BaseModel) else d for d in default]
-            key = f"{prefix}.{name}" if prefix else name
-            desc = (field.description or "").replace("\n", " ").replace("|", "\\|")
-            lines.append(f"| `{key}` | {_type_name(tp)} | `{default!r}` | {desc} |")
+            sub, suffix = _model_in(field.annotation)
+            if sub is None or suffix:  # nested single sections get their own table
+                lines.append(_row(prefix, name, field))
         lines.append("")
     return "\n".join(lines)

@@ -9,13 +9,19 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, model_serializer, model_validator
 
-from zaya_rl.config.base import Section
+from zaya_rl.config.base import ActorResources, Device, Section
+from zaya_rl.config.gpu import PlacementConfig, VLLMConfig, WeightSyncConfig
+from zaya_rl.config.recipe import BehavioralConfig, RewardModelSection, RSAConfig, TTCConfig
+
+__all__ = [  # the sections defined in gpu.py and recipe.py belong to this tree too
+    "BehavioralConfig", "PlacementConfig", "RewardModelSection", "RSAConfig", "TTCConfig", "VLLMConfig",
+    "WeightSyncConfig",
+]
 
 AdvantageName = Literal["maxrl", "dr_grpo", "grpo"]
 AggregationMode = Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
-Device = Literal["auto", "cpu", "cuda"]
 
 
 class ModelConfig(Section):
@@ -61,15 +67,6 @@ class CanaryConfig(Section):
     """What a flagged rollout becomes: reward 0, dropped from the loss (counted), or only logged."""
 
 
-class ActorResources(Section):
-    num_cpus: float = Field(1.0, ge=0.0)
-    """CPUs Ray reserves for each actor of this kind."""
-    num_gpus: float = Field(0.0, ge=0.0)
-    """GPUs (may be fractional on a GPU cluster) Ray reserves for each actor of this kind."""
-    resources: dict[str, float] = Field(default_factory=dict)
-    """Custom Ray resources (e.g. ``{"rollout_node": 1}``) to pin actors to labelled nodes."""
-
-
 class RolloutConfig(Section):
     engine: Literal["torch", "vllm", "fake"] = "torch"
     """Rollout engine: ``torch`` (transformers, CPU or GPU), ``vllm`` (production GPU path), ``fake`` (tests)."""
@@ -87,6 +84,8 @@ class RolloutConfig(Section):
     """torch intra-op threads inside each rollout actor (CPU engine)."""
     resources: ActorResources = ActorResources()
     """Ray resources of each rollout worker."""
+    vllm: VLLMConfig = VLLMConfig()
+    """vLLM engine settings (``engine: vllm``)."""
 
 
 class AlgorithmConfig(Section):
@@ -237,38 +236,6 @@ class EvalConfig(Section):
     """Evaluation sampling temperature (0: greedy)."""
 
 
-class RSAConfig(Section):
-    """Markovian Recursive Self-Aggregation (research/algorithms.md §8.2; ``zaya_rl.rsa``)."""
-
-    num_candidates: int = Field(16, ge=1)
-    """N: candidates generated in every round (the population)."""
-    budget: int = Field(40000, ge=1)
-    """β: generation budget of every candidate, initial and aggregation rounds alike, in tokens."""
-    tail_tokens: int = Field(4000, ge=1)
-    """τ: tokens kept from the end of each candidate's generated text to feed the next round."""
-    tails_per_prompt: int = Field(4, ge=1)
-    """C: tails per aggregation prompt, drawn without replacement from the previous round's candidates."""
-    aggregation_rounds: int = Field(2, ge=0)
-    """Rounds of aggregation after the initial generation. ZAYA1's "T = 2" is read as 2 aggregation rounds;
-    the RSA harness's T counts the initial round too, so harness T = aggregation_rounds + 1."""
-    temperature: float = Field(1.0, ge=0.0)
-    """Sampling temperature of every round."""
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    """Nucleus sampling mass of every round."""
-    answer_format: str | None = None
-    """How the aggregation prompt asks for the final answer, e.g. ``in \\boxed{}`` (None: "in the format the
-    problem asks for"; the problem text is repeated in the prompt)."""
-
-    @model_validator(mode="after")
-    def _tails_fit(self) -> RSAConfig:
-        if self.tails_per_prompt > self.num_candidates:
-            raise ValueError(
-                f"rsa.tails_per_prompt ({self.tails_per_prompt}) must be <= rsa.num_candidates "
-                f"({self.num_candidates}): the tails of one prompt are drawn without replacement"
-            )
-        return self
-
-
 class CheckpointConfig(Section):
     every_steps: int = Field(10, ge=0)
     """Checkpoint every N optimizer steps (0: only at the end)."""
@@ -304,6 +271,62 @@ class RayConfig(Section):
     """Object-store size of a locally started Ray instance."""
 
 
+class StageConfig(Section):
+    """One stage of a curriculum (``stages``; ``zaya_rl.curriculum``).
+
+    A stage's config is the run config outside ``stages`` deep-merged with the stage's section overrides
+    (mappings merge key by key; lists such as ``data.environments`` and plain values replace), with
+    ``pipeline.total_steps = steps``. Stage k > 0 starts from stage k-1's final HF weights; the base
+    ``sft`` warm start runs before stage 0 only (a later stage may set its own ``sft``). ``model``,
+    ``ray``, ``logging``, ``weight_sync``, ``placement``, ``run_dir`` and ``seed`` are run-wide."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    """Stage name (letters, digits, ``_.-``): its folder is ``<run_dir>/stages/<index>_<name>``."""
+    steps: int = Field(ge=1)
+    """Optimizer steps of the stage."""
+    rollout: dict[str, Any] = Field(default_factory=dict)
+    """Overrides of ``rollout`` (e.g. ``{sampling: {max_new_tokens: 8192}}``)."""
+    algorithm: dict[str, Any] = Field(default_factory=dict)
+    """Overrides of ``algorithm`` (advantage, group size, loss options)."""
+    optim: dict[str, Any] = Field(default_factory=dict)
+    """Overrides of ``optim``."""
+    trainer: dict[str, Any] = Field(default_factory=dict)
+    """Overrides of ``trainer`` (e.g. a smaller micro-batch for a longer budget)."""
+    pipeline: dict[str, Any] = Field(default_factory=dict)
+    """Overrides of ``pipeline`` (not ``total_steps``: that is ``steps``)."""
+    data: dict[str, Any] = Field(default_factory=dict)
+    """Overrides of ``data``: the stage's environment mixture and adaptive-difficulty rule."""
+    canary: dict[str, Any] = Field(default_factory=dict)
+    """Overrides of ``canary``."""
+    sft: dict[str, Any] = Field(default_factory=dict)
+    """A supervised warm start before this stage (stage 0 inherits the base ``sft``)."""
+    eval: dict[str, Any] = Field(default_factory=dict)
+    """Overrides of ``eval`` (held-out accuracy before and after the stage)."""
+    checkpoint: dict[str, Any] = Field(default_factory=dict)
+    """Overrides of ``checkpoint`` (a set ``dir`` gets the stage's folder name appended)."""
+    ttc: dict[str, Any] = Field(default_factory=dict)
+    """Overrides of ``ttc`` (aggregation prompts in RL)."""
+    behavioral: dict[str, Any] = Field(default_factory=dict)
+    """Overrides of ``behavioral`` (reward model + IF checks)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _run_wide_sections(cls, data: Any) -> Any:
+        run_wide = ("model", "ray", "logging", "weight_sync", "placement", "run_dir", "seed", "stages")
+        if isinstance(data, dict):
+            for key in run_wide:
+                if key in data:
+                    raise ValueError(f"{key} is run-wide and cannot change per stage (set it outside stages)")
+            if isinstance(data.get("pipeline"), dict) and "total_steps" in data["pipeline"]:
+                raise ValueError("pipeline.total_steps: a stage's length is its `steps`")
+        return data
+
+    @model_serializer(mode="wrap")
+    def _without_empty_sections(self, handler: Any) -> dict[str, Any]:
+        # a dumped config.yaml lists only what each stage overrides (an absent section loads back as {})
+        return {k: v for k, v in handler(self).items() if v != {}}
+
+
 class RunConfig(Section):
     run_dir: str = "runs/default"
     """Output folder: checkpoints, metrics.jsonl, plots, summary.json."""
@@ -322,6 +345,13 @@ class RunConfig(Section):
     checkpoint: CheckpointConfig = CheckpointConfig()
     logging: LoggingConfig = LoggingConfig()
     ray: RayConfig = RayConfig()
+    weight_sync: WeightSyncConfig = WeightSyncConfig()
+    placement: PlacementConfig = PlacementConfig()
+    ttc: TTCConfig = TTCConfig()
+    behavioral: BehavioralConfig = BehavioralConfig()
+    stages: list[StageConfig] = Field(default_factory=list)
+    """The curriculum (``zaya_rl.curriculum``): stages run in order, each from the previous stage's final
+    weights. Empty: one run of ``pipeline.total_steps``. See ``StageConfig`` for how a stage is merged."""
 
     @model_validator(mode="after")
     def _cross_checks(self) -> RunConfig:
@@ -333,7 +363,56 @@ class RunConfig(Section):
             )
         if self.trainer.backend == "deepspeed" and self.trainer.num_gpus < 1:
             raise ValueError("trainer.num_gpus: the deepspeed backend needs at least one GPU")
+        if self.trainer.backend == "deepspeed" and self.sft.enabled:
+            raise ValueError("sft.enabled: the SFT warm start runs on the torch trainer backend only; "
+                             "run SFT first, then RL from its checkpoint (model.path) with trainer.backend=deepspeed")
+        self._check_weight_sync()
+        self._check_placement()
+        self._check_ttc()
+        if self.stages:
+            from zaya_rl.curriculum.stages import validate_stages  # imports only config code
+
+            validate_stages(self)
         return self
+
+    def _check_ttc(self) -> None:
+        if self.ttc.fraction > 0 and self.ttc.tails_per_prompt > self.algorithm.group_size:
+            raise ValueError(
+                f"ttc.tails_per_prompt ({self.ttc.tails_per_prompt}) must be <= algorithm.group_size "
+                f"({self.algorithm.group_size}): an aggregation prompt's tails come from one group's completions"
+            )
+
+    def _check_weight_sync(self) -> None:
+        t = self.weight_sync.transport
+        if t in ("nccl", "ipc") and self.rollout.engine != "vllm":
+            raise ValueError(f"weight_sync.transport={t} needs rollout.engine=vllm (got {self.rollout.engine})")
+        if t in ("nccl", "ipc") and self.trainer.device == "cpu":
+            raise ValueError(f"weight_sync.transport={t} needs a GPU trainer (trainer.device is cpu)")
+        if t == "ipc" and self.trainer.backend == "deepspeed" and self.trainer.zero_stage == 3:
+            raise ValueError("weight_sync.transport=ipc cannot hand out ZeRO-3 gathered parameters (freed after "
+                             "each gather); use nccl or file with trainer.zero_stage=3")
+        if t == "ipc" and self.placement.mode == "disaggregated":
+            raise ValueError("weight_sync.transport=ipc needs trainer and rollout on one GPU "
+                             "(placement.mode=colocated); use nccl for disaggregated placement")
+
+    def _check_placement(self) -> None:
+        mode = self.placement.mode
+        if mode == "ray":
+            return
+        for name, res in (("rollout", self.rollout.resources), ("trainer", self.trainer.resources)):
+            if res.resources:  # placement-group bundles hold only CPUs and GPUs
+                raise ValueError(f"placement.mode={mode}: {name}.resources.resources {res.resources} cannot be "
+                                 "used inside a placement group; use placement.mode=ray with custom resources")
+        r, t = self.rollout.resources.num_gpus, self.trainer.resources.num_gpus
+        if r <= 0 or t <= 0:
+            raise ValueError(f"placement.mode={mode}: rollout.resources.num_gpus and trainer.resources.num_gpus "
+                             f"must be > 0 (got {r} and {t})")
+        if mode == "colocated" and r + t > 1.0 + 1e-9:
+            raise ValueError(f"placement.mode=colocated: rollout.resources.num_gpus + trainer.resources.num_gpus "
+                             f"must be <= 1 to share a GPU (got {r} + {t})")
+        if mode == "disaggregated" and (r > 1 or t > 1):
+            raise ValueError("placement.mode=disaggregated: one bundle is one GPU; rollout.resources.num_gpus and "
+                             f"trainer.resources.num_gpus must be <= 1 (got {r} and {t})")
 
     @property
     def loss_max_len(self) -> int:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+from ray.exceptions import ActorDiedError, ActorUnavailableError, ObjectLostError, RayActorError
 
 from zaya_rl.config import ConfigError, RunConfig
 from zaya_rl.config.schema import ActorResources
@@ -31,7 +31,8 @@ from zaya_rl.rollout.base import SamplingParams
 log = logging.getLogger(__name__)
 
 #: Worker failures that mean "the actor process is gone or restarting" (retry after re-sending weights).
-ACTOR_FAILURES = (RayActorError, ActorDiedError, ActorUnavailableError)
+#: ObjectLostError: a large result stored on a node that died before the driver fetched it.
+ACTOR_FAILURES = (RayActorError, ActorDiedError, ActorUnavailableError, ObjectLostError)
 #: Resubmissions of one group before the run gives up (a worker that dies on every attempt is a bug).
 MAX_GROUP_RETRIES = 5
 
@@ -48,22 +49,27 @@ def _options(res: ActorResources) -> dict[str, Any]:
     return {"num_cpus": res.num_cpus, "num_gpus": res.num_gpus, "resources": dict(res.resources) or None}
 
 
-def check_resources(cfg: RunConfig, cluster: dict[str, float]) -> None:
-    """Raise ``ConfigError`` naming the field when the cluster cannot hold the requested actors."""
+def check_resources(cfg: RunConfig, cluster: dict[str, float], nodes: list[dict[str, float]] | None = None) -> None:
+    """Raise ``ConfigError`` naming the field when the cluster cannot hold the requested actors.
+
+    Checks that some single node can hold each actor (``nodes``: every alive node's resources) and that the
+    cluster's totals cover all actors together; Ray would otherwise leave the request pending forever.
+    """
     wants = [
         ("rollout.resources", cfg.rollout.resources, cfg.rollout.num_workers),
         ("trainer.resources", cfg.trainer.resources, trainer_ranks(cfg)),
         ("pipeline.scorer_resources", cfg.pipeline.scorer_resources, cfg.pipeline.num_scorers),
     ]
+    nodes = nodes if nodes is not None else [cluster]
     total: dict[str, float] = {}
     for field_name, res, count in wants:
-        asks = {"CPU": res.num_cpus, "GPU": res.num_gpus, **res.resources}
+        asks = {k: v for k, v in {"CPU": res.num_cpus, "GPU": res.num_gpus, **res.resources}.items() if v}
+        if not any(all(node.get(k, 0.0) >= v for k, v in asks.items()) for node in nodes):
+            raise ConfigError(
+                f"{field_name}: no single Ray node has {asks} for one actor (cluster totals: {cluster}; "
+                f"nodes: {nodes})"
+            )
         for key, amount in asks.items():
-            if amount and cluster.get(key, 0.0) < amount:
-                raise ConfigError(
-                    f"{field_name}: each actor asks for {amount} {key} but the Ray cluster has "
-                    f"{cluster.get(key, 0.0)} (resources: {cluster})"
-                )
             total[key] = total.get(key, 0.0) + amount * count
     for key, amount in total.items():
         if amount > cluster.get(key, 0.0) + 1e-9:
@@ -72,6 +78,11 @@ def check_resources(cfg: RunConfig, cluster: dict[str, float]) -> None:
                 f"cluster has {cluster.get(key, 0.0)}; lower rollout.resources / trainer.resources / "
                 f"pipeline.scorer_resources or the actor counts"
             )
+
+
+def alive_node_resources() -> list[dict[str, float]]:
+    """Total resources of every alive Ray node."""
+    return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
 
 
 @dataclass
@@ -152,7 +163,7 @@ class WorkerSet:
                 if attempt == MAX_GROUP_RETRIES:
                     raise RuntimeError(f"group {spec.group_id} failed on {attempt + 1} workers in a row") from e
                 log.warning("rollout worker %d failed on group %d (%s); resubmitting", i, spec.group_id, type(e).__name__)
-                if spec.kind == "train":
+                if spec.kind != "eval":
                     self.accounting.groups_resubmitted += 1
                 await self._recover_with_wait(i)
             finally:
@@ -214,7 +225,7 @@ def create_actors(
     from zaya_rl.pipeline.rollout_worker import RolloutWorker
     from zaya_rl.pipeline.scorer import Scorer
 
-    check_resources(cfg, ray.cluster_resources())
+    check_resources(cfg, ray.cluster_resources(), alive_node_resources())
     if cfg.rollout.engine == "vllm":  # e.g. ZAYA: fail here, not in restarting worker actors
         from zaya_rl.rollout.vllm_build import check_vllm_supports
 

@@ -9,7 +9,8 @@ import json
 def add_parser(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train", help="run RL from a config file (key.sub=value overrides; run_dir=DIR)")
     t.add_argument("config", help="YAML config, e.g. configs/tiny_cpu.yaml")
-    t.add_argument("overrides", nargs="*", help="key.sub=value (validated before any actor starts)")
+    t.add_argument("overrides", nargs="*", help="key.sub=value (validated before any actor starts); further YAML "
+                   "files are deep-merged over the first, e.g. configs/zaya1/_base.yaml configs/zaya1/_stages.yaml")
     t.set_defaults(handler=_train)
     r = sub.add_parser("resume", help="continue a run from its newest complete checkpoint")
     r.add_argument("run_dir")
@@ -22,9 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from zaya_rl.config import load_config
+    from zaya_rl.curriculum.layers import load_layered
 
-    cfg = load_config(args.config, args.overrides)  # fails here, before Ray, on any config error
+    cfg = load_layered([args.config, *args.overrides])  # fails here, before Ray, on any config error
     from zaya_rl.pipeline.run import train
 
     _report(train(cfg))
@@ -47,6 +48,11 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _report(summary: dict) -> None:
+    if "curriculum" in summary:  # one line per stage (zaya_rl.curriculum.state.report_lines)
+        from zaya_rl.curriculum.state import report_lines
+
+        print("\n".join(report_lines(summary)), flush=True)
+        return
     before, after = summary["eval_accuracy_before"], summary["eval_accuracy_after"]
     ratio = f"{after / before:.2f}x" if before > 0 else "n/a (before = 0)"
     print(

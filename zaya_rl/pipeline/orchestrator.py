@@ -25,9 +25,11 @@ from environments.sampler import Draw
 from zaya_rl.config import RunConfig
 from zaya_rl.pipeline.accounting import Accounting
 from zaya_rl.pipeline.actors import ActorSet
+from zaya_rl.pipeline.behavioral import BehavioralScorer
 from zaya_rl.pipeline.groups import apply_scores, finalize_group
 from zaya_rl.pipeline.records import Group, GroupSpec, Rollout
 from zaya_rl.pipeline.staleness import admissible_count, is_stale, lag
+from zaya_rl.pipeline.ttc import TTCMixer
 from zaya_rl.rollout.base import SamplingParams
 from zaya_rl.trainer.batch import TrainSample
 
@@ -106,7 +108,7 @@ class Orchestrator:
                            for e in cfg.data.environments}
         self.published = step
         self.ready: deque[tuple[Group, list[Rollout]]] = deque()
-        self.group_tasks: dict[asyncio.Task, Draw] = {}
+        self.group_tasks: dict[asyncio.Task, Draw | None] = {}  # None: a TTC group (no draw rebuilds it)
         self.draws: dict[int, Draw] = {}  # group id -> its draw, while the group is not yet trained
         self.train_task: asyncio.Task | None = None
         self.train_batch: list[tuple[Group, list[Rollout]]] = []
@@ -121,18 +123,25 @@ class Orchestrator:
         self.rl_wall_s = 0.0
         self._train_t0 = 0.0
         self._scorer_i = 0
+        self.ttc = TTCMixer.from_run_config(cfg)  # None unless ttc.fraction > 0
+        self.behavioral = BehavioralScorer.from_run_config(cfg)  # None unless behavioral.enabled
 
     # ---------------------------------------------------------------- groups
     def _scorer(self) -> Any:
         self._scorer_i = (self._scorer_i + 1) % len(self.actors.scorers)
         return self.actors.scorers[self._scorer_i]
 
-    async def run_group(self, draw: Draw, *, kind: str, n: int, params: SamplingParams) -> Group | None:
-        """Problem → n rollouts → scores, for one group. None when the problem could not be generated."""
+    async def run_group(self, draw: Draw, *, kind: str, n: int, params: SamplingParams,
+                        problem: dict[str, Any] | None = None) -> Group | None:
+        """Problem → n rollouts → scores, for one group. None when the problem could not be generated.
+
+        ``kind``: ``train``, ``ttc`` (a training group whose ``problem`` is an aggregation prompt built by
+        ``self.ttc``) or ``eval``.
+        """
         scorer = self._scorer()
         env = draw.env
         try:
-            problem = await scorer.make_problem.remote(asdict(draw))
+            problem = problem if problem is not None else await scorer.make_problem.remote(asdict(draw))
         except Exception as e:  # noqa: BLE001 - an environment that fails to generate must not kill the run
             self.problem_failures[env] += 1
             log.error("environment %s failed to generate seed=%d difficulty=%d: %s", env, draw.seed,
@@ -149,17 +158,24 @@ class Orchestrator:
             self.draws[gid] = draw
         spec = GroupSpec(gid, env, draw.seed, draw.difficulty, problem, admitted_version=self.published, kind=kind)
         rollouts = await self.actors.workers.generate(spec, n, params, self.env_canary.get(env))
-        if kind == "train":
+        if kind != "eval":
             self.acc.add_generated(len(rollouts))
             self.pending_samples += len(rollouts)
         group = Group(spec, rollouts)
-        apply_scores(group, await scorer.score.remote(problem, [r.text for r in rollouts]))
+        texts = [r.text for r in rollouts]
+        scores = await scorer.score.remote(problem, texts)
+        if self.behavioral is not None and kind != "eval":
+            scores = await self.behavioral.rescore(problem, texts, scores)
+        apply_scores(group, scores)
         return group
 
     def _on_group_done(self, group: Group) -> None:
         self.window.add(group)
-        accs = [r.accuracy for r in group.rollouts if r.status == "ok"]
-        self.sampler.observe(group.spec.env, group.spec.difficulty, accs)
+        if self.ttc is not None:
+            self.ttc.on_group_done(group)
+        if group.spec.kind != "ttc":  # aggregation accuracy must not move the RLVE ladders
+            accs = [r.accuracy for r in group.rollouts if r.status == "ok"]
+            self.sampler.observe(group.spec.env, group.spec.difficulty, accs)
         a = self.cfg.algorithm
         kept, dropped = finalize_group(group, advantage=a.advantage, canary_on_flag=self.cfg.canary.on_flag,
                                        filter_equal=a.filter_equal_groups)
@@ -179,9 +195,15 @@ class Orchestrator:
                                 groups_per_step=self.gps, max_lag=self.max_lag)
         room = min(room, total_steps * self.gps - self._active_groups())
         for _ in range(max(room, 0)):
-            draw = self.readmit.popleft() if self.readmit else self.sampler.draw()
-            task = asyncio.create_task(self.run_group(draw, kind="train", n=self.G, params=self.params))
-            self.group_tasks[task] = draw
+            agg = self.ttc.take(self.acc.groups_submitted) if self.ttc is not None and not self.readmit else None
+            if agg is not None:
+                task = asyncio.create_task(self.run_group(agg.draw, kind="ttc", n=self.G, params=self.params,
+                                                          problem=agg.problem))
+                self.group_tasks[task] = None
+            else:
+                draw = self.readmit.popleft() if self.readmit else self.sampler.draw()
+                task = asyncio.create_task(self.run_group(draw, kind="train", n=self.G, params=self.params))
+                self.group_tasks[task] = draw
             self.acc.groups_submitted += 1
 
     # ---------------------------------------------------------------- training
@@ -244,6 +266,9 @@ class Orchestrator:
 
     def _log_step(self, metrics: dict[str, Any], lags: list[int], batch: list[tuple[Group, list[Rollout]]]) -> None:
         m = {**metrics, **self.window.metrics(), **self.acc.metrics(), **self.sampler.metrics()}
+        for extra in (self.ttc, self.behavioral):
+            if extra is not None:
+                m.update(extra.metrics())
         m.update({"pipeline/lag_mean": _mean(lags), "pipeline/lag_max": float(max(lags)),
                   "pipeline/lag_min": float(min(lags)), "pipeline/published_version": float(self.published),
                   "pipeline/inflight_groups": float(len(self.group_tasks)),
@@ -258,24 +283,29 @@ class Orchestrator:
 
     # ---------------------------------------------------------------- weights
     def _request_publish(self) -> None:
-        self.publish_wanted = (self.actors.trainer.get_weights.remote(), self.step)
+        # Submitted now, so it runs on the trainer before train step k+1 and sees exactly version k.
+        self.publish_wanted = (self.actors.workers.submit_version(self.step), self.step)
         if self.publish_task is None:
             self.publish_task = asyncio.create_task(self._publish())
 
-    async def _publish(self) -> float:
+    async def _publish(self) -> dict[str, float]:
         t0 = time.perf_counter()
+        metrics: dict[str, float] = {}
         while self.publish_wanted is not None:
             ref, version = self.publish_wanted
             self.publish_wanted = None
-            await self.actors.workers.publish(ref, version)
+            metrics = await self.actors.workers.deliver(ref, version)
             self.published = version
-        return time.perf_counter() - t0
+        return {**metrics, "perf/publish_s": time.perf_counter() - t0}
 
     # ---------------------------------------------------------------- loop
     def pending_draws(self) -> list[Draw]:
-        """The draws of every admitted group not yet trained (checkpoints re-admit them on resume)."""
-        ready = [self.draws[g.spec.group_id] for g, _ in [*self.train_batch, *self.ready]]
-        return [*self.group_tasks.values(), *ready, *self.readmit]
+        """The draws of every admitted group not yet trained (checkpoints re-admit them on resume).
+
+        TTC groups have none: their tails are gone after a crash, so their samples are booked interrupted.
+        """
+        ready = [self.draws.get(g.spec.group_id) for g, _ in [*self.train_batch, *self.ready]]
+        return [d for d in (*self.group_tasks.values(), *ready, *self.readmit) if d is not None]
 
     async def run(self, total_steps: int) -> None:
         """Run until ``total_steps`` optimizer steps are done and the last weights are published."""
@@ -311,7 +341,7 @@ class Orchestrator:
             self._on_train_done(task.result())
         elif task is self.publish_task:
             self.publish_task = None
-            self.logger.log(self.step, {"perf/publish_s": task.result()}, advance=0)
+            self.logger.log(self.step, task.result(), advance=0)
             if self.publish_wanted is not None:
                 self.publish_task = asyncio.create_task(self._publish())
         else:

@@ -25,7 +25,7 @@ class GroupSpec:
         difficulty: difficulty level of the problem.
         problem: the generated ``environments.Problem`` as a dict.
         admitted_version: published policy version when the group was admitted.
-        kind: "train" or "eval".
+        kind: "train", "ttc" (a training group whose prompt aggregates earlier tails) or "eval".
     """
 
     group_id: int

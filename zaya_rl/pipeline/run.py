@@ -41,7 +41,11 @@ def init_ray(cfg: RunConfig) -> bool:
         return False
     os.environ.update({k: os.environ.get(k, v) for k, v in ACTOR_ENV.items()})
     address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
-    kwargs: dict[str, Any] = {"runtime_env": {"env_vars": ACTOR_ENV}, "include_dashboard": False,
+    # Under `ray job submit` the job's runtime env already sets variables; Ray refuses to merge a driver
+    # runtime env that sets the same keys again ("Failed to merge the Job's runtime env"), so skip those.
+    job_env = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}")).get("runtime_env", {})
+    env_vars = {k: v for k, v in ACTOR_ENV.items() if k not in (job_env.get("env_vars") or {})}
+    kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env_vars}, "include_dashboard": False,
                               "log_to_driver": True}
     if address:
         ray.init(address=address, **kwargs)
@@ -70,12 +74,44 @@ def make_sampler(cfg: RunConfig, seed_offset: int = 0) -> Any:
                           group_size=cfg.algorithm.group_size)
 
 
+def preflight(cfg: RunConfig, *, check_model_path: bool = True) -> None:
+    """Checks that need the environment registry or the filesystem, before Ray or any actor starts.
+
+    Raises ``ConfigError`` naming the field: an unknown or misspelt environment, a fixed level outside its
+    environment's range, a ``model.path`` that is not a checkpoint folder (unless ``check_model_path`` is
+    False: a curriculum stage's path is the previous stage's checkpoint, written later), a missing reward model.
+    """
+    from zaya_rl.config import ConfigError
+    from zaya_rl.pipeline.behavioral import check_reward_model
+
+    if check_model_path and cfg.model.path is not None and not (Path(cfg.model.path) / "config.json").is_file():
+        raise ConfigError(f"model.path: {cfg.model.path} is not an HF checkpoint folder (no config.json)")
+    try:
+        make_sampler(cfg)  # resolves every environment name and checks fixed levels against its range
+    except (ValueError, KeyError) as e:
+        msg = str(e).strip("'\"")
+        raise ConfigError(msg if msg.startswith("data.") else f"data.environments: {msg}") from None
+    if cfg.behavioral.enabled:
+        try:
+            check_reward_model(cfg)
+        except (ValueError, KeyError) as e:
+            raise ConfigError(f"behavioral.reward_model: {e}") from None
+
+
 def checkpoint_root(cfg: RunConfig) -> Path:
     return Path(cfg.checkpoint.dir) if cfg.checkpoint.dir else Path(cfg.run_dir) / "checkpoints"
 
 
 def train(cfg: RunConfig) -> dict[str, Any]:
-    """Run ``cfg`` from scratch into ``cfg.run_dir``; returns the summary (also written to summary.json)."""
+    """Run ``cfg`` from scratch into ``cfg.run_dir``; returns the summary (also written to summary.json).
+
+    A config with ``stages`` runs the curriculum, one stage after the other (``zaya_rl.curriculum``).
+    """
+    if cfg.stages:
+        from zaya_rl.curriculum.runner import run_curriculum
+
+        return run_curriculum(cfg)
+    preflight(cfg)
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(dump_config(cfg))
@@ -83,7 +119,7 @@ def train(cfg: RunConfig) -> dict[str, Any]:
 
 
 def resume(run_dir: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Continue the run in ``run_dir`` from its newest complete checkpoint."""
+    """Continue the run in ``run_dir`` from its newest complete checkpoint (a curriculum: its current stage's)."""
     from zaya_rl.config import ConfigError
     from zaya_rl.trainer.checkpoint import latest_checkpoint
 
@@ -92,6 +128,10 @@ def resume(run_dir: str | Path, overrides: list[str] | None = None) -> dict[str,
     if not cfg_path.is_file():
         raise ConfigError(f"{run_dir} is not a run folder (no config.yaml)")
     cfg = load_config(cfg_path, [f"run_dir={run_dir}", *(overrides or [])])
+    if cfg.stages:
+        from zaya_rl.curriculum.runner import resume_curriculum
+
+        return resume_curriculum(cfg)
     ckpt = latest_checkpoint(checkpoint_root(cfg))
     if ckpt is None:
         log.warning("no complete checkpoint in %s: starting the run from the beginning", checkpoint_root(cfg))
@@ -104,6 +144,7 @@ def _run(cfg: RunConfig, checkpoint: Path | None) -> dict[str, Any]:
 
     from zaya_rl.logging.metrics import MetricsLogger
     from zaya_rl.pipeline.actors import create_actors
+    from zaya_rl.pipeline.behavioral import stop_reward_model
     from zaya_rl.trainer.checkpoint import load_orchestrator_part
 
     run_dir = Path(cfg.run_dir)
@@ -120,6 +161,7 @@ def _run(cfg: RunConfig, checkpoint: Path | None) -> dict[str, Any]:
     finally:
         logger.close()
         actors.kill()
+        stop_reward_model(cfg)  # the behavioural stage's RM actor, started by the orchestrator
         if owns_ray:
             ray.shutdown()
 
@@ -150,12 +192,12 @@ async def _main(cfg: RunConfig, actors: Any, acc: Accounting, logger: Any, check
                                            + time.perf_counter() - t0})
     orch = Orchestrator(cfg, actors, sampler, logger, acc, checkpointer=ckpt, **orch_kwargs)
     run_state["trained_at_start"] = acc.trained
-    await actors.workers.publish(actors.trainer.get_weights.remote(), orch.step)
+    await actors.workers.deliver(actors.workers.submit_version(orch.step), orch.step)
     if state is None:
         if cfg.sft.enabled:
             run_state["eval_init"] = await evaluate(orch, cfg, sampler)
             run_state["sft"] = await run_sft(cfg, actors, logger)
-            await actors.workers.publish(actors.trainer.get_weights.remote(), 0)
+            await actors.workers.deliver(actors.workers.submit_version(0), 0)
         run_state["eval_before"] = await evaluate(orch, cfg, sampler)
         logger.log(0, {f"eval/before/{k}": v for k, v in run_state["eval_before"].items()}, advance=0)
         _print_eval("before RL", run_state["eval_before"])
@@ -225,6 +267,10 @@ def evaluate_target(target: str | Path, overrides: list[str] | None = None) -> d
         cfg = load_config(target, overrides)
     elif (target / "config.yaml").is_file():
         cfg = load_config(target / "config.yaml", [f"run_dir={target}", *(overrides or [])])
+        if cfg.stages:  # a curriculum: its latest stage with a checkpoint, on that stage's mixture
+            from zaya_rl.curriculum.runner import latest_stage_dir
+
+            return evaluate_target(latest_stage_dir(cfg), overrides)
         ckpt = latest_checkpoint(checkpoint_root(cfg))
         model_path = str(ckpt / "model") if ckpt else None
     elif (target / "model").is_dir() and (target.parent.parent / "config.yaml").is_file():

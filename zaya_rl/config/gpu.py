@@ -1,0 +1,71 @@
+"""Config sections of the GPU production path: the vLLM engine, weight transport, actor placement.
+
+Part of the one config tree (``zaya_rl.config.schema.RunConfig`` holds them as ``rollout.vllm``,
+``weight_sync`` and ``placement``); split out only to keep files small.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from zaya_rl.config.base import Section
+
+
+class VLLMConfig(Section):
+    """The vLLM engine (``rollout.engine: vllm``; ``zaya_rl.rollout.vllm_engine``). Behaviour log-probs are
+    always vLLM's ``processed_logprobs`` (temperature and top-p applied, matching the trainer)."""
+
+    frontend: Literal["async_llm", "stepped"] = "async_llm"
+    """``async_llm``: vLLM's ``AsyncLLM`` (engine core in a child process, native pause/resume).
+    ``stepped``: an in-process ``LLMEngine`` stepped from the worker's event loop (no child process; exact
+    per-token versions; tensors pass to the worker without serialisation)."""
+    gpu_memory_utilization: float = Field(0.5, gt=0.0, le=1.0)
+    """Fraction of the GPU vLLM may take (weights + KV cache); leave room for a colocated trainer."""
+    max_model_len: int | None = Field(None, ge=16)
+    """Longest prompt + completion in tokens (None: the model's ``max_position_embeddings``)."""
+    enforce_eager: bool = True
+    """Skip CUDA-graph capture (faster start, slower decode; weight reloads never invalidate graphs)."""
+    enable_prefix_caching: bool = True
+    """Prefix caching; vLLM requires it to return routed experts."""
+    clear_cache_on_update: bool = False
+    """Drop the KV/prefix cache at each in-flight weight update (kept sequences are recomputed with the
+    new weights). False keeps old-policy KV (PipelineRL's choice): faster, slightly stale."""
+    pause_drain_s: float = Field(0.05, ge=0.0, le=5.0)
+    """After pausing, wait until no streamed token arrived for this long before recording the version
+    boundary (``async_llm``: outputs computed before the pause may still be in flight)."""
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Extra ``AsyncEngineArgs`` fields passed through unchanged (e.g. ``{"max_num_batched_tokens": 8192}``)."""
+
+
+class WeightSyncConfig(Section):
+    """How new trainer weights reach the rollout engines (``zaya_rl.weights``). One trainer call per update
+    (``push_weights``); tensors travel in buckets, never one RPC per tensor."""
+
+    transport: Literal["state_dict", "file", "nccl", "ipc"] = "state_dict"
+    """``state_dict``: a CPU state dict through the Ray object store (any engine). ``file``: safetensors
+    buckets in ``shm_dir`` + vLLM ``reload_weights`` (works with the multiprocess AsyncLLM). ``nccl``: vLLM's
+    native weight transfer over NCCL (trainer and rollout on different GPUs). ``ipc``: vLLM's native
+    transfer by CUDA IPC handles (trainer and rollout share a GPU). ``nccl``/``ipc`` need ``rollout.engine:
+    vllm`` and a GPU trainer."""
+    bucket_mb: int = Field(256, ge=1)
+    """Largest bucket of packed tensors per transfer step, in MiB (bounds the staging memory)."""
+    shm_dir: str = "/dev/shm/zaya_rl"
+    """Folder of the ``file`` transport (a tmpfs: /dev/shm)."""
+    dtype: Literal["auto", "bfloat16", "float32"] = "auto"
+    """dtype the weights travel in (``auto``: ``model.dtype``); the engine casts on load."""
+
+
+class PlacementConfig(Section):
+    """Where actors run (``zaya_rl.pipeline.actors``). GPU requests are checked against the cluster first."""
+
+    mode: Literal["ray", "colocated", "disaggregated"] = "ray"
+    """``ray``: each actor asks Ray for its ``resources`` (no placement group). ``colocated``: one placement
+    group of ``num_gpus`` GPU bundles; rollout worker i and trainer rank i share bundle i, with fractional
+    ``num_gpus`` that sum to <= 1. ``disaggregated``: one placement group; rollout workers get the first
+    ``rollout.num_workers`` bundles, trainer ranks the next ones, one GPU each."""
+    strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
+    """Ray placement-group strategy."""
+    timeout_s: float = Field(120.0, gt=0.0)
+    """Give up (with the cluster's resources in the error) if the placement group is not ready by then."""
