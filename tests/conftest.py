@@ -1,4 +1,9 @@
-"""Engines here build tiny policies locally; never reach for a hub."""
+"""Settings for every test: no hub access, one torch thread per test.
+
+Tiny models gain nothing from intra-op threads, and OpenMP barriers stall badly when another process holds
+the second core of a 2-core CI machine (measured: 8x slower decode steps); the thread count is restored
+after each test.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +17,6 @@ import torch  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
-    """Tiny models gain nothing from intra-op threads, and OpenMP barriers stall badly when another
-    process holds the second core (measured: 8x slower decode steps). Restored after each test."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
