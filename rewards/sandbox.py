@@ -104,7 +104,7 @@ def run_python(
     max_open_files: int = 64,
     max_processes: int = 8,
     args: tuple[str, ...] = (),
-    python: str = sys.executable,
+    python: str | None = None,
 ) -> SandboxResult:
     """Run ``code`` as a Python program with ``stdin`` under the sandbox (module docstring).
 
@@ -119,8 +119,11 @@ def run_python(
         max_open_files: open file descriptors.
         max_processes: processes and threads the run may have at once (fork bombs stop here).
         args: extra command-line arguments (``sys.argv[1:]``).
-        python: interpreter to run (its stdlib only: ``-S`` skips site-packages).
+        python: interpreter to run (its stdlib only: ``-S`` skips site-packages). Default: the real
+            interpreter behind ``sys.executable`` (a virtualenv's ``bin/python`` is a link, and the
+            virtualenv may live under /tmp, which the ``private_tmp`` layer hides from the program).
     """
+    python = python or os.path.realpath(sys.executable)
     if timeout_s <= 0 or memory_mb <= 0 or max_output_bytes <= 0:
         raise ValueError(f"run_python: timeout_s, memory_mb and max_output_bytes must be > 0, got "
                          f"{timeout_s}, {memory_mb}, {max_output_bytes}")
