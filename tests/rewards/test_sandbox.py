@@ -143,7 +143,8 @@ def test_writing_to_tmp_stays_private():
 def test_writing_into_the_repo_is_denied():
     target = REPO / f"escape_marker_{uuid.uuid4().hex}"
     r = run_marked(f"open({str(target)!r}, 'w').write('x')")
-    assert r.status == "error" and "Permission denied" in r.reason
+    # denied by the dropped uid, or (a checkout under /tmp) not even visible behind the private /tmp
+    assert r.status == "error" and ("Permission denied" in r.reason or "No such file" in r.reason), r.reason
     assert not target.exists()
 
 
