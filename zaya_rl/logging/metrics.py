@@ -69,7 +69,7 @@ class MetricsLogger:
         if self._wandb is not None:
             # wandb's own step only increases; SFT, RL and eval records share one x-axis key instead.
             self._wandb.log({**clean, "optimizer_step": step})
-        if self._bar is not None:
+        if self._bar is not None and advance:  # SFT, eval and publish records leave the bar alone
             self._bar.set_postfix(
                 {label: f"{clean[k]:.3g}" for k, label in _BAR_KEYS if k in clean}, refresh=False
             )
