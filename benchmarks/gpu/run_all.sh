@@ -24,38 +24,7 @@ FRONTEND=${FRONTEND:-}           # force the vLLM frontend (skips the frontend p
 E2E_OVR=${E2E_OVR:-}             # extra key=value overrides of both e2e runs, e.g. pipeline.total_steps=30
 OUT=${OUT:-/tmp/zaya_gpu_out}
 WORK=${ZAYA_GPU_WORK:-/tmp/zaya_gpu}
-rm -rf "$WORK" && mkdir -p "$WORK/res" "$WORK/logs" "$OUT"
-export ZAYA_GPU_WORK=$WORK PYTHONPATH=$ROOT:/tmp/site:$WORK/ep:${PYTHONPATH:-}
-export VLLM_ENABLE_V1_MULTIPROCESSING=0 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1
-export VLLM_USE_FLASHINFER_SAMPLER=0 WANDB_MODE=disabled RAY_AUTH_MODE=disabled TOKENIZERS_PARALLELISM=false
-export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-T0=$(date +%s)
-STEPS=""
-SETSID="setsid -w"  # each step in its own session, so its leftovers can be killed as a group
-$SETSID true 2> /dev/null || SETSID=""
-
-if compgen -G ".gpuwheels/extra/*.whl" > /dev/null; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpuwheels/extra/*.whl > "$WORK/logs/extra_wheels.log" 2>&1
-fi
-$PY benchmarks/gpu/entry_points_shim.py "$WORK/ep" > /dev/null
-
-# step NAME LIMIT_S CMD...: run CMD time-boxed (in its own session, killed as a group after), record rc.
-step() {
-  local name=$1 limit=$2; shift 2
-  local left=$(( BUDGET - ($(date +%s) - T0) ))
-  if [ "$left" -lt 25 ]; then
-    echo "{\"skipped\": \"budget\", \"left_s\": $left}" > "$WORK/res/skip_$name.json"; STEPS="$STEPS\"$name\": \"skipped\", "; return 99
-  fi
-  [ "$limit" -gt "$left" ] && limit=$left
-  local t=$(date +%s)
-  $SETSID timeout -k 10 "$limit" "$@" > "$WORK/logs/$name.log" 2>&1 &
-  local pid=$!
-  wait $pid; local rc=$?
-  [ -n "$SETSID" ] && kill -9 -- -$pid 2> /dev/null   # stragglers of this step's process group (Ray workers, engine cores)
-  STEPS="$STEPS\"$name\": \"rc=$rc $(( $(date +%s) - t ))s\", "
-  echo "[$(( $(date +%s) - T0 ))s] $name rc=$rc ($(( $(date +%s) - t )) s)"
-  return $rc
-}
+. benchmarks/gpu/lib.sh
 
 ray_stop() {  # Ray daemons of a killed e2e run may outlive its process group; only on the device
   [ "$DRY" = 1 ] || $PY -m ray.scripts.scripts stop --force > /dev/null 2>&1

@@ -1,0 +1,35 @@
+# Shared set-up of the device scripts (sourced by run_all.sh and run_x2.sh after they set ROOT, PY, BUDGET,
+# OUT, WORK): environment for vLLM/Ray on the lent GPU machine, the optional extra wheels, the entry-point
+# shim, and ``step``, which runs one time-boxed step in its own session and records its exit code.
+rm -rf "$WORK" && mkdir -p "$WORK/res" "$WORK/logs" "$OUT"
+export ZAYA_GPU_WORK=$WORK PYTHONPATH=$ROOT:/tmp/site:$WORK/ep:${PYTHONPATH:-}
+export VLLM_ENABLE_V1_MULTIPROCESSING=0 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1
+export VLLM_USE_FLASHINFER_SAMPLER=0 WANDB_MODE=disabled RAY_AUTH_MODE=disabled TOKENIZERS_PARALLELISM=false
+export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+T0=$(date +%s)
+STEPS=""
+SETSID="setsid -w"  # each step in its own session, so its leftovers can be killed as a group
+$SETSID true 2> /dev/null || SETSID=""
+
+if compgen -G ".gpuwheels/extra/*.whl" > /dev/null; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpuwheels/extra/*.whl > "$WORK/logs/extra_wheels.log" 2>&1
+fi
+$PY benchmarks/gpu/entry_points_shim.py "$WORK/ep" > /dev/null
+
+# step NAME LIMIT_S CMD...: run CMD time-boxed (in its own session, killed as a group after), record rc.
+step() {
+  local name=$1 limit=$2; shift 2
+  local left=$(( BUDGET - ($(date +%s) - T0) ))
+  if [ "$left" -lt 25 ]; then
+    echo "{\"skipped\": \"budget\", \"left_s\": $left}" > "$WORK/res/skip_$name.json"; STEPS="$STEPS\"$name\": \"skipped\", "; return 99
+  fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  local t=$(date +%s)
+  $SETSID timeout -k 10 "$limit" "$@" > "$WORK/logs/$name.log" 2>&1 &
+  local pid=$!
+  wait $pid; local rc=$?
+  [ -n "$SETSID" ] && kill -9 -- -$pid 2> /dev/null   # stragglers of this step's process group (Ray workers, engine cores)
+  STEPS="$STEPS\"$name\": \"rc=$rc $(( $(date +%s) - t ))s\", "
+  echo "[$(( $(date +%s) - T0 ))s] $name rc=$rc ($(( $(date +%s) - t )) s)"
+  return $rc
+}
