@@ -31,7 +31,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Timer, chat_prompts, logprob_gaps, tiny_config, uniform_logprob, write_json  # noqa: E402
+from common import (  # noqa: E402
+    Timer,
+    chat_prompts,
+    logprob_gaps,
+    record_failure,
+    tiny_config,
+    uniform_logprob,
+    write_json,
+)
 
 
 def _requests(prompts, max_new, *, temperature=1.0, stop=(), canary=None, tag="r"):
@@ -149,11 +157,8 @@ def main() -> int:
         asyncio.run(_run(engine, tokenizer, args, out, device))
         asyncio.run(engine.close())
         out["ok"] = bool(out["stop_ok"] and out["inflight"]["ok"] and out["routes_shape_ok"])
-    except Exception as e:  # the JSON says what failed; the exit code says that something did
-        import traceback
-
-        out["error"] = f"{type(e).__name__}: {e}"
-        out["traceback"] = traceback.format_exc()[-3000:]
+    except Exception as e:  # noqa: BLE001 - any failure is reported in the result JSON
+        record_failure(out, e)
     write_json(args.out, out)
     return 0 if out["ok"] else 1
 

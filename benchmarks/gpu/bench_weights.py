@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import WORK, Timer, uniform_logprob, write_json  # noqa: E402
+from common import WORK, Timer, record_failure, uniform_logprob, write_json  # noqa: E402
 
 BUCKET = 256 * 2**20
 
@@ -295,11 +295,8 @@ def main() -> int:
         out["startup_s"] = t.s
         asyncio.run(run(args, engine, model, out))
         out["ok"] = bool(out["effective"]["ok"])
-    except Exception as e:  # the JSON says what failed
-        import traceback
-
-        out["error"] = f"{type(e).__name__}: {e}"
-        out["traceback"] = traceback.format_exc()[-3000:]
+    except Exception as e:  # noqa: BLE001 - any failure is reported in the result JSON
+        record_failure(out, e)
     write_json(args.out, out)
     return 0 if out["ok"] else 1
 

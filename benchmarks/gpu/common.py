@@ -95,3 +95,11 @@ def write_json(path: str | Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1, default=str))
     print(json.dumps(data, default=str)[:4000], flush=True)
+
+
+def record_failure(out: dict[str, Any], error: BaseException) -> None:
+    """Put what failed into a result dict (the JSON says what failed; the exit code says that something did)."""
+    import traceback
+
+    out["error"] = f"{type(error).__name__}: {error}"
+    out["traceback"] = traceback.format_exc()[-3000:]

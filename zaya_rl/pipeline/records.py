@@ -94,7 +94,3 @@ class Group:
     @property
     def min_version(self) -> int:
         return min((r.min_version for r in self.rollouts), default=self.spec.admitted_version)
-
-    @property
-    def rewards(self) -> list[float]:
-        return [r.reward for r in self.rollouts]

@@ -55,12 +55,6 @@ class Scorer:
         p = Problem.from_dict(problem)
         return [s.to_dict() for s in self.pool.verify_batch([(p, r) for r in responses])]
 
-    def stats(self) -> dict[str, int]:
-        return self.pool.stats()
-
-    def close(self) -> None:
-        self.pool.close()
-
 
 def _ref(responses: Any) -> str | None:
     return None if isinstance(responses, Exception) else responses.get("reference")

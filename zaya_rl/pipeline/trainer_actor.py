@@ -3,7 +3,7 @@
 ``train_step`` (one optimizer step on a batch of samples), ``sft_step``, ``get_weights`` (the state dict
 to publish to the rollout workers), ``connect_workers``/``push_weights`` (send a version to every rollout
 worker through ``weight_sync.transport``: ``zaya_rl.weights``), ``save``/``load`` (the trainer part of a
-checkpoint), ``stats`` (busy time, for the trainer idle fraction). A non-finite loss or gradient skips the
+checkpoint), ``describe`` (parameter count and the optimizer partition). A non-finite loss or gradient skips the
 step; after ``trainer.max_consecutive_nan`` in a row the actor raises ``NonFiniteError`` and the run stops
 with that message.
 
@@ -15,7 +15,6 @@ is one actor per rank (``pipeline.actors`` creates them and calls ``init_paralle
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from zaya_rl.config import RunConfig
@@ -62,7 +61,6 @@ class TrainerActor:
         )
         self.step = 0
         self.nonfinite_streak = 0
-        self.busy_s = 0.0
         self._sft_opt = None
 
     def _wrap(self) -> None:
@@ -111,13 +109,11 @@ class TrainerActor:
     def train_step(self, samples: list[TrainSample]) -> dict[str, float]:
         from zaya_rl.trainer.step import train_step
 
-        t0 = time.perf_counter()
         self._set_lr()
         if self.setup.engine is None:
             res = train_step(self.model, self.optimizer, samples, settings=self.settings, pad_id=self.pad_id)
         else:
             res = self._distributed_step(samples)
-        self.busy_s += time.perf_counter() - t0
         if res.skipped:
             self.nonfinite_streak += 1
             if self.nonfinite_streak >= self.cfg.trainer.max_consecutive_nan:
@@ -159,13 +155,10 @@ class TrainerActor:
 
         if self._sft_opt is None:
             self._sft_opt = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.sft.lr, weight_decay=0.0)
-        t0 = time.perf_counter()
         settings = self.settings.__class__(**{**vars(self.settings), "temperature": 1.0, "router_replay": False})
-        loss = sft_step(
+        return sft_step(
             self.model, self._sft_opt, sft_samples(prompts, completions), settings=settings, pad_id=self.pad_id
         )
-        self.busy_s += time.perf_counter() - t0
-        return loss
 
     def end_sft(self) -> None:
         self._sft_opt = None
@@ -286,8 +279,6 @@ class TrainerActor:
 
         return os.getpid()
 
-    def stats(self) -> dict[str, float]:
-        return {"busy_s": self.busy_s, "step": float(self.step)}
 
 
 def _device(name: str) -> Any:
