@@ -1,97 +1,30 @@
 """TTC (aggregation) prompts in RL: the tail cache, and the real orchestrator with in-process actors.
 
-The orchestrator runs unchanged on its asyncio loop; the actors are plain objects behind a ``.remote``
-shim (a scripted rollout engine through the real ``RolloutWorker`` and ``WorkerSet``, the arithmetic
-environment as scorer, a trainer that records batches), so no Ray and no model are needed.
+The orchestrator runs unchanged on its asyncio loop with in-process actors (``inproc.py``: a scripted
+rollout engine through the real ``RolloutWorker`` and ``WorkerSet``, the arithmetic environment as scorer, a
+trainer that records batches), so no Ray and no model are needed.
 Run ``python -m pytest tests/pipeline/test_ttc.py -q``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import itertools
 import re
 
 import pytest
+from inproc import TOK, Scorer, run_orchestrator
 
 from environments.base import Problem
 from environments.registry import get_spec
 from environments.sampler import Draw
 from zaya_rl.config import config_from_dict
-from zaya_rl.models.tokenizer import build_byte_tokenizer, encode_chat
-from zaya_rl.pipeline.accounting import Accounting
-from zaya_rl.pipeline.actors import ActorSet, WorkerSet
-from zaya_rl.pipeline.orchestrator import Orchestrator
+from zaya_rl.models.tokenizer import encode_chat
 from zaya_rl.pipeline.records import Group, GroupSpec, Rollout
-from zaya_rl.pipeline.rollout_worker import RolloutWorker
 from zaya_rl.pipeline.run import make_sampler
 from zaya_rl.pipeline.ttc import TailCache, TTCMixer
-from zaya_rl.rollout.fake import ScriptedEngine
 from zaya_rl.rsa.prompts import build_aggregation_messages
 
-TOK = build_byte_tokenizer()
 C, TAU, G = 2, 6, 4
-
-
-# ------------------------------------------------------------------ in-process actors
-class _Method:
-    def __init__(self, fn):
-        self.fn = fn
-
-    def remote(self, *args, **kwargs):
-        async def call():  # like Ray: awaitable arguments (object refs) are resolved first
-            args2 = [await a if isinstance(a, asyncio.Future) else a for a in args]
-            out = self.fn(*args2, **kwargs)
-            return await out if inspect.isawaitable(out) else out
-
-        return asyncio.ensure_future(call())
-
-
-class InProc:
-    """``handle.method.remote(...)`` on a plain object, returning an awaitable."""
-
-    def __init__(self, obj):
-        self.obj = obj
-
-    def __getattr__(self, name):
-        return _Method(getattr(self.obj, name))
-
-
-class Scorer:
-    def __init__(self):
-        self.score_calls: list[tuple[dict, list[str]]] = []
-
-    def make_problem(self, draw):
-        return get_spec(draw["env"]).create(**draw["kwargs"]).generate(draw["seed"], draw["difficulty"]).to_dict()
-
-    def score(self, problem, responses):
-        self.score_calls.append((problem, responses))
-        env = get_spec(problem["env"]).create()
-        return [env.verify(Problem.from_dict(problem), r).to_dict() for r in responses]
-
-
-class Trainer:
-    def __init__(self):
-        self.batches = []
-
-    def train_step(self, samples):
-        self.batches.append(samples)
-        return {"train/loss": 0.0, "train/skipped": 0.0}
-
-    def get_weights(self):
-        return {}
-
-
-class Logger:
-    def __init__(self):
-        self.records = []
-
-    def log(self, step, metrics, advance=1):
-        self.records.append({"step": step, **metrics})
-
-    def log_table(self, *args, **kwargs):
-        pass
 
 
 def _script():
@@ -116,21 +49,6 @@ def make_cfg(fraction=0.5, **ttc):
     })
 
 
-def run_orchestrator(cfg, steps):
-    worker = RolloutWorker(cfg.model_dump(mode="json"), 0)
-    worker.engine = ScriptedEngine(_script(), tokenizer=TOK)
-    scorer, trainer, logger = Scorer(), Trainer(), Logger()
-    acc = Accounting()
-    actors = ActorSet(trainer=InProc(trainer), workers=WorkerSet([InProc(worker)], acc, trainer=InProc(trainer)),
-                     scorers=[InProc(scorer)])
-    orch = Orchestrator(cfg, actors, make_sampler(cfg), logger, acc)
-    groups: list[Group] = []
-    done = orch._on_group_done
-    orch._on_group_done = lambda g: (groups.append(g), done(g))[-1]
-    asyncio.run(orch.run(steps))
-    return orch, groups, scorer, trainer, logger
-
-
 # ------------------------------------------------------------------ tests
 def test_tail_cache_is_bounded_and_takes_the_freshest_usable_problem():
     cache = TailCache(max_problems=2, per_problem=3)
@@ -146,7 +64,7 @@ def test_tail_cache_is_bounded_and_takes_the_freshest_usable_problem():
 
 def test_ttc_groups_are_built_from_own_tails_bounded_scored_by_the_same_verifier_and_separate():
     cfg = make_cfg(fraction=0.5)
-    orch, groups, scorer, trainer, logger = run_orchestrator(cfg, steps=6)
+    orch, groups, scorer, trainer, logger = run_orchestrator(cfg, 6, _script())
     normal = [g for g in groups if g.spec.kind == "train"]
     ttc = [g for g in groups if g.spec.kind == "ttc"]
     assert ttc and normal and len(trainer.batches) == 6
@@ -184,7 +102,7 @@ def test_ttc_groups_are_built_from_own_tails_bounded_scored_by_the_same_verifier
 
 def test_pending_ttc_groups_are_not_rebuilt_from_a_draw_and_stay_in_the_books():
     cfg = make_cfg(fraction=1.0)
-    orch, groups, _, _, _ = run_orchestrator(cfg, steps=3)
+    orch, groups, _, _, _ = run_orchestrator(cfg, 3, _script())
     # A TTC group waiting for the trainer: its draw is unknown, so a checkpoint re-admits nothing for it,
     # while its samples stay pending (a resume books them ``interrupted``).
     spec = GroupSpec(10_000, "arithmetic", 5, 0, {"messages": []}, kind="ttc")
@@ -207,7 +125,7 @@ def test_ttc_groups_do_not_move_the_difficulty_ladders():
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(make_sampler(cfg).__class__, "observe", spy)
-        orch, groups, _, _, _ = run_orchestrator(cfg, steps=4)
+        orch, groups, _, _, _ = run_orchestrator(cfg, 4, _script())
     assert len(observed) == sum(g.spec.kind == "train" for g in groups)
 
 

@@ -5,7 +5,8 @@ advantages of the same shape, one scalar per rollout; the loss broadcasts it ove
 Definitions and hand-computed vectors: research/algorithms.md §3 (MaxRL) and §2.1 (Dr-GRPO, GRPO).
 
 Pure tensor functions: no config, no I/O. The config's ``algorithm.advantage`` picks one through
-``ADVANTAGE_ESTIMATORS`` / ``compute_advantages``.
+``ADVANTAGE_ESTIMATORS`` / ``compute_advantages``; ``group_estimator`` picks the estimator of one group when
+MaxRL meets rewards that are not pass/fail (``algorithm.nonbinary_advantage``).
 
 Test: ``python -m pytest tests/algorithms/test_advantages.py -q``.
 """
@@ -126,6 +127,34 @@ ADVANTAGE_ESTIMATORS: dict[str, Callable[[Tensor], Tensor]] = {
     "dr_grpo": dr_grpo,
     "grpo": grpo,
 }
+
+
+class NonBinaryRewardError(ValueError):
+    """MaxRL met a group whose rewards are not all 0 or 1 and ``algorithm.nonbinary_advantage`` is ``error``."""
+
+
+def is_binary(rewards: Tensor) -> bool:
+    """Whether every reward of ``rewards`` is exactly 0 or 1 (pass/fail)."""
+    return bool(((rewards == 0) | (rewards == 1)).all())
+
+
+def group_estimator(name: str, rewards: Tensor, *, nonbinary: str, where: str = "a group") -> str:
+    """The estimator to apply to one group's rewards ``[G]``.
+
+    MaxRL is derived for binary rewards: its A = N·r/K − 1 estimates ∇ log pass-rate only when r is a pass/fail
+    indicator (Tajwar et al., arXiv 2602.02710, "Scope limits" in algorithms.md §3). A group with any other
+    reward value gets ``nonbinary`` instead (``dr_grpo``: A = r − mean r, defined for any reward; ``maxrl``:
+    (r − μ)/μ anyway); ``error`` raises ``NonBinaryRewardError`` naming ``where``. Other estimators accept
+    any reward and are returned unchanged.
+    """
+    if name != "maxrl" or is_binary(rewards):
+        return name
+    if nonbinary == "error":
+        raise NonBinaryRewardError(
+            f"{where}: rewards {[round(float(r), 4) for r in rewards.flatten()]} are not all 0 or 1, and MaxRL is "
+            "derived for pass/fail rewards; set algorithm.nonbinary_advantage to dr_grpo (or maxrl)"
+        )
+    return nonbinary
 
 
 def compute_advantages(name: str, rewards: Tensor) -> Tensor:

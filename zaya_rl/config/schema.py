@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_serializer, model_validator
+from pydantic import Field, field_validator, model_serializer, model_validator
 
 from zaya_rl.config.base import ActorResources, Device, Section
 from zaya_rl.config.gpu import PlacementConfig, VLLMConfig, WeightSyncConfig
@@ -21,6 +21,7 @@ __all__ = [  # the sections defined in gpu.py and recipe.py belong to this tree 
 ]
 
 AdvantageName = Literal["maxrl", "dr_grpo", "grpo"]
+NonBinaryAdvantage = Literal["dr_grpo", "maxrl", "error"]
 AggregationMode = Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
 
 
@@ -44,12 +45,36 @@ class ModelConfig(Section):
 
 
 class SamplingConfig(Section):
-    temperature: float = Field(1.0, ge=0.0)
-    """Sampling temperature. Trainer log-probs are computed at the same temperature (algorithms.md §2)."""
+    """Sampling of training rollouts. Only options under which the trainer's log-prob, log_softmax(z / T)[y],
+    is the exact log-prob of the distribution the token was drawn from: the importance weights min(p/q, C)
+    and the DPPO mask (algorithms.md §4) compare the two token by token."""
+
+    temperature: float = 1.0
+    """Sampling temperature (> 0). Trainer log-probs are computed at the same temperature (algorithms.md §2)."""
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    """Nucleus sampling mass; behaviour log-probs are renormalised over the kept tokens."""
+    """Must be 1 (no nucleus truncation); see the validator for why."""
     max_new_tokens: int = Field(64, ge=1)
     """Generation budget per rollout, in tokens."""
+
+    @field_validator("temperature")
+    @classmethod
+    def _not_greedy(cls, v: float) -> float:
+        if not v > 0:
+            raise ValueError("training rollouts need temperature > 0: greedy decoding (0) has no sampling "
+                             "distribution for the importance weights and the DPPO mask, and the trainer's "
+                             "log-probs divide by T (eval.temperature: 0 is greedy evaluation)")
+        return v
+
+    @field_validator("top_p")
+    @classmethod
+    def _no_nucleus(cls, v: float) -> float:
+        if v < 1.0:
+            raise ValueError("top_p < 1 is not supported for training rollouts: the engine's behaviour log-probs "
+                             "are renormalised over the nucleus while the trainer's are over the full softmax, so "
+                             "on-policy log p − log q would be log(nucleus mass) on every token (≈ −0.69 at top_p "
+                             "0.5), and the importance weights and the DPPO mask would be wrong; use top_p: 1 (lower "
+                             "rollout.sampling.temperature to sharpen sampling)")
+        return v
 
 
 class CanaryConfig(Section):
@@ -101,8 +126,14 @@ class AlgorithmConfig(Section):
     """Loss aggregation; the default is Dr-GRPO's (algorithms.md §2)."""
     max_len: int | None = Field(None, ge=1)
     """Constant L_max of ``seq-mean-token-sum-norm``; None uses ``rollout.sampling.max_new_tokens``."""
+    nonbinary_advantage: NonBinaryAdvantage = "dr_grpo"
+    """With ``advantage: maxrl``: the estimator of a group whose rewards are not all 0 or 1 (code ``fraction``,
+    IFEval fractions, reward-model scores). MaxRL is derived for pass/fail rewards (algorithms.md §3, "Scope
+    limits"); ``dr_grpo`` (A = r − mean r) is defined for any reward; ``maxrl`` applies (r − μ)/μ anyway;
+    ``error`` stops the run at the first such group. Logged as ``advantage/nonbinary_group_frac``."""
     router_replay: bool = True
-    """Route the trainer forward with the experts recorded at rollout (R3, algorithms.md §6)."""
+    """Route the trainer forward with the experts recorded at rollout (R3, algorithms.md §6), per sample: a
+    sample without recorded routes routes natively. Needs ``rollout.record_routing`` and an MoE model."""
     filter_equal_groups: bool = False
     """Drop groups whose rewards are all equal (no learning signal) before training; counted as dropped."""
 
@@ -158,8 +189,11 @@ class PipelineConfig(Section):
     """``async``: PipelineRL-style, generation never waits for training. ``sync``: generate → train → update."""
     max_lag: int = Field(1, ge=0)
     """Most optimizer steps a sample's oldest token may lag the trainer, enforced by admission control."""
-    stale_policy: Literal["drop", "train"] = "drop"
-    """What happens to a sample older than ``max_lag`` when it reaches the trainer (counted either way)."""
+    stale_policy: Literal["wait", "train", "drop"] = "wait"
+    """Which groups a step trains. ``wait``: the next ``groups_per_step`` in admission order (a step waits for
+    its slowest group): lag never exceeds ``max_lag`` and nothing is discarded. ``train``/``drop``: groups in
+    the order they finish (the trainer never waits); one older than ``max_lag`` is trained anyway (truncated
+    IS weights, ``samples/stale_trained``) or dropped (``stale``; biases training toward short answers)."""
     groups_per_step: int = Field(8, ge=1)
     """Prompt groups per optimizer step (batch = groups_per_step × group_size rollouts)."""
     total_steps: int = Field(20, ge=0)
@@ -369,6 +403,8 @@ class RunConfig(Section):
         self._check_weight_sync()
         self._check_placement()
         self._check_ttc()
+        self._check_replay()
+        self._check_nonbinary()
         if self.stages:
             from zaya_rl.curriculum.stages import validate_stages  # imports only config code
 
@@ -381,6 +417,24 @@ class RunConfig(Section):
                 f"ttc.tails_per_prompt ({self.ttc.tails_per_prompt}) must be <= algorithm.group_size "
                 f"({self.algorithm.group_size}): an aggregation prompt's tails come from one group's completions"
             )
+
+    def _check_replay(self) -> None:
+        if self.algorithm.router_replay and not self.rollout.record_routing:
+            raise ValueError("algorithm.router_replay=true needs rollout.record_routing=true (the routes to replay "
+                             "are recorded at rollout); set both to false to train without router replay")
+
+    def _check_nonbinary(self) -> None:
+        a, b = self.algorithm, self.behavioral
+        if a.advantage != "maxrl" or not b.enabled:
+            return
+        if a.nonbinary_advantage == "error":
+            raise ValueError("algorithm.nonbinary_advantage=error with behavioral.enabled: reward-model rewards "
+                             "are not binary, so the first group would stop the run; use dr_grpo")
+        if a.nonbinary_advantage == "maxrl" and b.reward_model.transform == "group_rank":
+            raise ValueError("algorithm.nonbinary_advantage=maxrl with behavioral.reward_model.transform=group_rank:"
+                             " ranks have group mean 1/2 whatever the answers, so MaxRL's 1/μ weight carries no "
+                             "pass-rate information (with behavioral.if_weight=0 it is exactly 2× Dr-GRPO); use "
+                             "nonbinary_advantage=dr_grpo (or another transform)")
 
     def _check_weight_sync(self) -> None:
         t = self.weight_sync.transport

@@ -13,7 +13,8 @@ probabilities at the replayed indices, so the router still gets a gradient:
   renormalised over the K chosen if ``norm_topk_prob``.
 
 Both work by forward hooks on the router modules (no class patching); a hook's return value replaces the
-router's output. Adding a family = one ``RouterFamily`` entry in ``ROUTER_FAMILIES``.
+router's output. Adding a family = one ``RouterFamily`` entry in ``ROUTER_FAMILIES`` and its ``model_type`` in
+``models.families.REPLAY_MODEL_TYPES`` (the config-time check of ``algorithm.router_replay``).
 
 Layouts. ``L`` = number of router modules (MoE layers, in module order), ``K`` = top-k.
 
@@ -232,21 +233,43 @@ def record_routing(
 
 @dataclass
 class ReplayStats:
-    """Native-vs-replayed disagreement accumulated by the forwards inside ``replay_routing``.
+    """Router-replay statistics of one optimizer step (several micro-batch forwards).
 
-    A (token, layer) pair disagrees when the router's own top-k set differs from the replayed one.
+    ``mismatched``/``total``: replayed (token, layer) pairs, and those whose native top-k set (what the
+    trainer's router would have chosen) differs from the replayed one; filled by the forwards inside
+    ``replay_routing``. ``covered``/``positions`` and ``samples_covered``/``samples``: real input positions
+    replayed in every MoE layer, and sequences with at least one replayed position; filled by
+    ``add_coverage`` for every micro-batch, replayed or not.
     """
 
     mismatched: int = 0
     total: int = 0
+    covered: int = 0
+    positions: int = 0
+    samples_covered: int = 0
+    samples: int = 0
 
     @property
     def disagreement(self) -> float:
-        """Fraction of valid (token, layer) pairs whose native selection differs from the replayed one."""
+        """Fraction of replayed (token, layer) pairs whose native selection differs (0 when none)."""
         return self.mismatched / self.total if self.total else 0.0
 
+    def add_coverage(self, valid: torch.Tensor | None, attention_mask: torch.Tensor) -> None:
+        """Count one micro-batch: ``valid`` ``[B, T, L]`` (None: nothing replayed), ``attention_mask`` ``[B, T]``."""
+        real = attention_mask.bool()
+        self.positions += int(real.sum())
+        self.samples += int(real.shape[0])
+        if valid is not None:
+            self.covered += int((valid.all(dim=-1) & real).sum())
+            self.samples_covered += int((valid.any(dim=-1) & real).any(dim=-1).sum())
+
     def metrics(self) -> dict[str, float]:
-        return {"router_replay/native_disagreement": self.disagreement}
+        """``replay/coverage`` (token positions), ``replay/sample_coverage``, ``replay/disagreement``."""
+        return {
+            "replay/coverage": self.covered / self.positions if self.positions else 0.0,
+            "replay/sample_coverage": self.samples_covered / self.samples if self.samples else 0.0,
+            "replay/disagreement": self.disagreement,
+        }
 
 
 def _replay_hook(
@@ -273,19 +296,22 @@ def _replay_hook(
 
 
 @contextmanager
-def replay_routing(model: nn.Module, indices: torch.Tensor, valid: torch.Tensor) -> Iterator[ReplayStats]:
+def replay_routing(
+    model: nn.Module, indices: torch.Tensor, valid: torch.Tensor, stats: ReplayStats | None = None
+) -> Iterator[ReplayStats]:
     """Force the recorded expert selection in every forward of ``model`` inside the block.
 
     Args:
         model: the policy (any module whose routers are in ``ROUTER_FAMILIES``).
         indices: ``[B, T, L, K]`` expert indices (ZAYA: 0..E, E = skip) for the ``[B, T]`` batch forwarded.
         valid: ``[B, T, L]`` bool; False entries route natively.
+        stats: accumulate the disagreement into this (e.g. one per optimizer step); default: a new one.
     """
     routers = find_routers(model)
     _check_replay_inputs(routers, indices, valid)
     device = next(model.parameters()).device
     b, t, n_layers, k = indices.shape
-    stats = ReplayStats()
+    stats = stats if stats is not None else ReplayStats()
     handles = []
     for i, (router, family) in enumerate(routers):
         v = valid[:, :, i].reshape(b * t, 1).to(device)

@@ -154,17 +154,45 @@ class WorkerSet:
         self, spec: GroupSpec, n: int, params: SamplingParams, env_canary: dict[str, Any] | None
     ) -> list[Rollout]:
         """Generate one group on the least-loaded worker; resubmit it if the worker dies meanwhile."""
+        return await self._call(
+            lambda: min(range(len(self.handles)), key=self.inflight.__getitem__),
+            lambda h: h.generate_group.remote(spec, n, params, env_canary),
+            f"group {spec.group_id}", resubmits=int(spec.kind != "eval"),
+        )
+
+    async def generate_together(
+        self, groups: list[tuple[GroupSpec, int, SamplingParams, dict[str, Any] | None]]
+    ) -> list[list[Rollout]]:
+        """Generate ``groups`` in one call per worker: worker j gets groups j, j + W, ... in that order.
+
+        Sync mode (``pipeline.lockstep``): the split and the order depend on the list alone, so every
+        engine batches the same requests together in every run. A failed worker's share is resubmitted to
+        it once Ray has restarted it.
+        """
+        W = len(self.handles)
+        shares = [(j, groups[j::W]) for j in range(W) if groups[j::W]]
+        results = await asyncio.gather(*(
+            self._call(lambda j=j: j, lambda h, share=share: h.generate_groups.remote(share),
+                       f"groups {[g[0].group_id for g in share]}", resubmits=sum(g[0].kind != "eval" for g in share))
+            for j, share in shares
+        ))
+        out: list[list[Rollout]] = [[] for _ in groups]
+        for (j, _), res in zip(shares, results, strict=True):
+            out[j::W] = res
+        return out
+
+    async def _call(self, pick: Any, call: Any, what: str, *, resubmits: int) -> Any:
+        """``call(handle)`` on worker ``pick()``; after a worker failure, recover it and try again."""
         for attempt in range(MAX_GROUP_RETRIES + 1):
-            i = min(range(len(self.handles)), key=self.inflight.__getitem__)
+            i = pick()
             self.inflight[i] += 1
             try:
-                return await self.handles[i].generate_group.remote(spec, n, params, env_canary)
+                return await call(self.handles[i])
             except ACTOR_FAILURES as e:
                 if attempt == MAX_GROUP_RETRIES:
-                    raise RuntimeError(f"group {spec.group_id} failed on {attempt + 1} workers in a row") from e
-                log.warning("rollout worker %d failed on group %d (%s); resubmitting", i, spec.group_id, type(e).__name__)
-                if spec.kind != "eval":
-                    self.accounting.groups_resubmitted += 1
+                    raise RuntimeError(f"{what} failed on {attempt + 1} workers in a row") from e
+                log.warning("rollout worker %d failed on %s (%s); resubmitting", i, what, type(e).__name__)
+                self.accounting.groups_resubmitted += resubmits
                 await self._recover_with_wait(i)
             finally:
                 self.inflight[i] -= 1

@@ -4,8 +4,9 @@ Order (each drop is booked with its reason, see ``accounting.DROP_REASONS``):
 1. rollouts whose verifier failed (status ``error``/``timeout``) are excluded;
 2. canary-flagged rollouts get reward 0 (``zero_reward``) or are excluded (``drop``);
 3. optionally, a group whose remaining rewards are all equal is dropped (no learning signal);
-4. advantages are computed over the remaining rollouts of the group (MaxRL by default). A group that lost
-   rollouts to errors is a smaller group; the estimator's mean is over what remains.
+4. advantages are computed over the remaining rollouts of the group (MaxRL by default; a MaxRL group whose
+   rewards are not all 0 or 1 gets ``algorithm.nonbinary_advantage``, recorded in ``Group.estimator``). A
+   group that lost rollouts to errors is a smaller group; the estimator's mean is over what remains.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 
 from environments.sampler import is_informative
-from zaya_rl.algorithms.advantages import compute_advantages
+from zaya_rl.algorithms.advantages import compute_advantages, group_estimator, is_binary
 from zaya_rl.pipeline.records import Group, Rollout
 
 
@@ -30,7 +31,7 @@ def apply_scores(group: Group, scores: list[dict[str, Any]]) -> None:
 
 
 def finalize_group(
-    group: Group, *, advantage: str, canary_on_flag: str, filter_equal: bool
+    group: Group, *, advantage: str, canary_on_flag: str, filter_equal: bool, nonbinary: str
 ) -> tuple[list[Rollout], Counter]:
     """Return the rollouts to train on (with advantages set) and the dropped counts by reason."""
     dropped: Counter = Counter()
@@ -49,6 +50,9 @@ def finalize_group(
         kept = []
     if kept:
         rewards = torch.tensor([r.reward for r in kept], dtype=torch.float64)
-        for r, a in zip(kept, compute_advantages(advantage, rewards).tolist(), strict=True):
+        where = f"group {group.spec.group_id} of environment {group.spec.env!r}"
+        group.estimator = group_estimator(advantage, rewards, nonbinary=nonbinary, where=where)
+        group.nonbinary = not is_binary(rewards)
+        for r, a in zip(kept, compute_advantages(group.estimator, rewards).tolist(), strict=True):
             r.advantage = float(a)
     return kept, dropped

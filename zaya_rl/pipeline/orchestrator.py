@@ -1,9 +1,10 @@
 """The asynchronous RL loop (PipelineRL-style), driven from one asyncio event loop in the driver.
 
-Each admitted group runs as one coroutine: problem (scorer pool) → G rollouts (least-loaded rollout worker)
-→ rewards (scorer pool). Finished groups are finalised (errors, canary, filter, advantages) into a FIFO of
-ready groups. Whenever the trainer is idle and ``groups_per_step`` groups are ready, one optimizer step
-starts; when it ends, the new weights are published to every worker *in flight* and, on schedule, a
+Each admitted group runs as one coroutine: problem (scorer pool) → G rollouts (least-loaded rollout worker;
+in sync mode the step's groups together, ``pipeline.lockstep``) → rewards (scorer pool). Finished groups are
+finalised (errors, canary, filter, advantages) into a FIFO of ready groups, in admission order by default
+(``pipeline.staleness``: that order is what bounds lag without discarding anything). Whenever the trainer
+is idle and ``groups_per_step`` groups are ready, one optimizer step starts; when it ends, the new weights are published to every worker *in flight* and, on schedule, a
 checkpoint is written. Generation never waits for training: admission control
 (``pipeline.staleness.admission_open``) is the only brake, and ``max_lag = 0`` turns the same loop into
 the synchronous baseline (``pipeline.mode: sync``).
@@ -27,8 +28,9 @@ from zaya_rl.pipeline.accounting import Accounting
 from zaya_rl.pipeline.actors import ActorSet
 from zaya_rl.pipeline.behavioral import BehavioralScorer
 from zaya_rl.pipeline.groups import apply_scores, finalize_group
+from zaya_rl.pipeline.lockstep import JointGeneration
 from zaya_rl.pipeline.records import Group, GroupSpec, Rollout
-from zaya_rl.pipeline.staleness import admissible_count, is_stale, lag
+from zaya_rl.pipeline.staleness import AdmissionOrder, admissible_count, in_admission_order, is_stale, lag
 from zaya_rl.pipeline.ttc import TTCMixer
 from zaya_rl.rollout.base import SamplingParams
 from zaya_rl.trainer.batch import TrainSample
@@ -48,6 +50,7 @@ class Window:
     accuracies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     flagged: dict[str, list[bool]] = field(default_factory=lambda: defaultdict(list))
     finish: Counter = field(default_factory=Counter)
+    nonbinary: list[bool] = field(default_factory=list)  # per group with advantages: rewards not all 0/1
     tokens: int = 0
     samples: int = 0
 
@@ -72,6 +75,8 @@ class Window:
             m["rollout/reward"], m["rollout/accuracy"] = _mean(all_r), _mean(all_a)
         if all_f:
             m["canary/flag_rate"] = _mean(all_f)
+        if self.nonbinary:
+            m["advantage/nonbinary_group_frac"] = _mean(self.nonbinary)
         if self.samples:
             m["rollout/response_tokens"] = self.tokens / self.samples
             m.update({f"rollout/finish_{k}": v / self.samples for k, v in self.finish.items()})
@@ -100,7 +105,9 @@ class Orchestrator:
         self.readmit = deque(readmit or [])
         self.gps = cfg.pipeline.groups_per_step
         self.G = cfg.algorithm.group_size
-        self.max_lag = 0 if cfg.pipeline.mode == "sync" else cfg.pipeline.max_lag
+        self.sync = cfg.pipeline.mode == "sync"
+        self.max_lag = 0 if self.sync else cfg.pipeline.max_lag
+        self.order = AdmissionOrder(in_admission_order(mode=cfg.pipeline.mode, stale_policy=cfg.pipeline.stale_policy))
         s = cfg.rollout.sampling
         self.params = SamplingParams(max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p,
                                      seed=cfg.seed)
@@ -117,6 +124,7 @@ class Orchestrator:
         self.side_tasks: set[asyncio.Task] = set()
         self.pending_samples = 0
         self.problem_failures: Counter = Counter()
+        self.nonbinary_envs: set[str] = set()
         self.window = Window()
         self.trainer_busy_s = 0.0
         self.trainer_idle_frac: float | None = None
@@ -132,17 +140,21 @@ class Orchestrator:
         return self.actors.scorers[self._scorer_i]
 
     async def run_group(self, draw: Draw, *, kind: str, n: int, params: SamplingParams,
-                        problem: dict[str, Any] | None = None) -> Group | None:
+                        problem: dict[str, Any] | None = None, group_id: int | None = None,
+                        joint: JointGeneration | None = None) -> Group | None:
         """Problem → n rollouts → scores, for one group. None when the problem could not be generated.
 
         ``kind``: ``train``, ``ttc`` (a training group whose ``problem`` is an aggregation prompt built by
-        ``self.ttc``) or ``eval``.
+        ``self.ttc``) or ``eval``. ``group_id``: reserved at admission (None: a new one now). ``joint``:
+        generate together with the other groups admitted with it (sync mode).
         """
         scorer = self._scorer()
         env = draw.env
         try:
             problem = problem if problem is not None else await scorer.make_problem.remote(asdict(draw))
         except Exception as e:  # noqa: BLE001 - an environment that fails to generate must not kill the run
+            if joint is not None:
+                joint.skip()
             self.problem_failures[env] += 1
             log.error("environment %s failed to generate seed=%d difficulty=%d: %s", env, draw.seed,
                       draw.difficulty, e)
@@ -152,12 +164,12 @@ class Orchestrator:
                 ) from e
             return None
         self.problem_failures[env] = 0
-        gid = self.next_group_id
-        self.next_group_id += 1
+        gid = self._new_group_id() if group_id is None else group_id
         if kind == "train":
             self.draws[gid] = draw
         spec = GroupSpec(gid, env, draw.seed, draw.difficulty, problem, admitted_version=self.published, kind=kind)
-        rollouts = await self.actors.workers.generate(spec, n, params, self.env_canary.get(env))
+        request = (spec, n, params, self.env_canary.get(env))
+        rollouts = await (joint.generate(gid, request) if joint is not None else self.actors.workers.generate(*request))
         if kind != "eval":
             self.acc.add_generated(len(rollouts))
             self.pending_samples += len(rollouts)
@@ -169,6 +181,11 @@ class Orchestrator:
         apply_scores(group, scores)
         return group
 
+    def _new_group_id(self) -> int:
+        # Ids are given at admission, so a group's id (and its sampling seeds) never depends on timing.
+        gid, self.next_group_id = self.next_group_id, self.next_group_id + 1
+        return gid
+
     def _on_group_done(self, group: Group) -> None:
         self.window.add(group)
         if self.ttc is not None:
@@ -178,7 +195,14 @@ class Orchestrator:
             self.sampler.observe(group.spec.env, group.spec.difficulty, accs)
         a = self.cfg.algorithm
         kept, dropped = finalize_group(group, advantage=a.advantage, canary_on_flag=self.cfg.canary.on_flag,
-                                       filter_equal=a.filter_equal_groups)
+                                       filter_equal=a.filter_equal_groups, nonbinary=a.nonbinary_advantage)
+        if group.estimator:
+            self.window.nonbinary.append(group.nonbinary)
+        if group.estimator not in ("", a.advantage) and group.spec.env not in self.nonbinary_envs:
+            self.nonbinary_envs.add(group.spec.env)  # said once per environment
+            log.warning("environment %s gives rewards that are not all 0 or 1 (e.g. %s): its groups get %s "
+                        "advantages instead of %s (algorithm.nonbinary_advantage)", group.spec.env,
+                        sorted({r.reward for r in kept})[:4], group.estimator, a.advantage)
         for reason, k in dropped.items():
             self.acc.add_dropped(reason, k)
             self.pending_samples -= k
@@ -193,36 +217,44 @@ class Orchestrator:
     def _admit(self, total_steps: int) -> None:
         room = admissible_count(active_groups=self._active_groups(), published_version=self.published,
                                 groups_per_step=self.gps, max_lag=self.max_lag)
-        room = min(room, total_steps * self.gps - self._active_groups())
-        for _ in range(max(room, 0)):
+        room = max(min(room, total_steps * self.gps - self._active_groups()), 0)
+        joint = JointGeneration(self.actors.workers.generate_together, room) if self.sync and room else None
+        for _ in range(room):
             agg = self.ttc.take(self.acc.groups_submitted) if self.ttc is not None and not self.readmit else None
             if agg is not None:
                 task = asyncio.create_task(self.run_group(agg.draw, kind="ttc", n=self.G, params=self.params,
-                                                          problem=agg.problem))
+                                                          problem=agg.problem, group_id=self._new_group_id(),
+                                                          joint=joint))
                 self.group_tasks[task] = None
             else:
                 draw = self.readmit.popleft() if self.readmit else self.sampler.draw()
-                task = asyncio.create_task(self.run_group(draw, kind="train", n=self.G, params=self.params))
+                task = asyncio.create_task(self.run_group(draw, kind="train", n=self.G, params=self.params,
+                                                          group_id=self._new_group_id(), joint=joint))
                 self.group_tasks[task] = draw
+            self.order.admit(task)
             self.acc.groups_submitted += 1
 
     # ---------------------------------------------------------------- training
     def _take_batch(self) -> list[tuple[Group, list[Rollout]]] | None:
-        batch = []
+        batch, stale = [], 0
         while self.ready and len(batch) < self.gps:
             group, kept = self.ready.popleft()
             oldest = min(r.min_version for r in kept)
             if is_stale(self.step, oldest, self.max_lag):
+                if self.order.in_order:  # admission order proves lag <= max_lag (pipeline.staleness)
+                    raise RuntimeError(f"group {group.spec.group_id} has lag {lag(self.step, oldest)} > max_lag "
+                                       f"{self.max_lag} although groups are trained in admission order (a bug)")
                 if self.cfg.pipeline.stale_policy == "drop":
                     self.acc.add_dropped("stale", len(kept))
                     self.pending_samples -= len(kept)
                     self.draws.pop(group.spec.group_id, None)
                     continue
-                self.acc.stale_trained += len(kept)
+                stale += len(kept)
             batch.append((group, kept))
         if len(batch) < self.gps:
-            self.ready.extendleft(reversed(batch))
+            self.ready.extendleft(reversed(batch))  # counted once, when a batch is complete
             return None
+        self.acc.stale_trained += stale
         return batch
 
     def _maybe_start_training(self) -> None:
@@ -312,9 +344,9 @@ class Orchestrator:
         t_start = time.perf_counter()
         busy0 = self.trainer_busy_s
         while self.step < total_steps:
+            self._maybe_start_training()  # first: dropping stale groups frees admission room
             self._admit(total_steps)
-            self._maybe_start_training()
-            waiting = set(self.group_tasks) | self.side_tasks
+            waiting = (set(self.group_tasks) - self.order.held) | self.side_tasks
             waiting |= {t for t in (self.train_task, self.publish_task) if t is not None}
             if not waiting:
                 raise RuntimeError(
@@ -333,10 +365,12 @@ class Orchestrator:
 
     def _dispatch(self, task: asyncio.Task) -> None:
         if task in self.group_tasks:
-            del self.group_tasks[task]
-            group = task.result()
-            if group is not None:
-                self._on_group_done(group)
+            task.result()  # a failed group stops the run now, not when its turn comes
+            for t in self.order.finish(task):  # in admission order unless stale_policy is train/drop (async)
+                del self.group_tasks[t]
+                group = t.result()
+                if group is not None:
+                    self._on_group_done(group)
         elif task is self.train_task:
             self._on_train_done(task.result())
         elif task is self.publish_task:

@@ -86,10 +86,16 @@ class Rollout:
 
 @dataclass
 class Group:
-    """A group of rollouts of one spec."""
+    """A group of rollouts of one spec.
+
+    ``estimator`` and ``nonbinary`` are set with its advantages: the estimator used, and whether its rewards
+    were not all 0 or 1 (``algorithm.nonbinary_advantage``).
+    """
 
     spec: GroupSpec
     rollouts: list[Rollout] = field(default_factory=list)
+    estimator: str = ""
+    nonbinary: bool = False
 
     @property
     def min_version(self) -> int:

@@ -1,6 +1,7 @@
 """Rollout-worker actor: a thin async shell around one rollout engine (torch, vLLM or scripted).
 
-Endpoints: ``generate_group`` (G completions of one problem), ``update_weights`` (in flight: the engine
+Endpoints: ``generate_group`` (G completions of one problem), ``generate_groups`` (several groups in one
+call, sync mode), ``update_weights`` (in flight: the engine
 applies them between decode steps while other groups keep decoding), ``incarnation`` (changes when Ray
 restarts the actor, so the orchestrator can count restarts and re-send the current weights).
 
@@ -76,10 +77,29 @@ class RolloutWorker:
         env_canary: dict[str, Any] | None = None,
     ) -> list[Rollout]:
         """Sample ``n`` completions of ``spec``'s problem; per-sample seeds derive from the group id."""
+        return (await self.generate_groups([(spec, n, params, env_canary)]))[0]
+
+    async def generate_groups(
+        self, groups: list[tuple[GroupSpec, int, SamplingParams, dict[str, Any] | None]]
+    ) -> list[list[Rollout]]:
+        """``generate_group`` for several groups at once: every request reaches the engine before its first
+        decode step, in the given order, so the engine's batches depend on the list alone, not on when calls
+        arrive (sync mode's reproducibility, ``pipeline.lockstep``)."""
+        requests = [self._requests(spec, n, params, env_canary) for spec, n, params, env_canary in groups]
+        flat = [r for group in requests for r in group]
+        results = iter(await asyncio.gather(*(self.engine.generate(r) for r in flat)))
+        return [
+            [self._to_rollout(spec, i, next(results), env_canary) for i in range(len(reqs))]
+            for (spec, _, _, env_canary), reqs in zip(groups, requests, strict=True)
+        ]
+
+    def _requests(
+        self, spec: GroupSpec, n: int, params: SamplingParams, env_canary: dict[str, Any] | None
+    ) -> list[GenerationRequest]:
         prompt_ids = encode_chat(self.tokenizer, spec.problem["messages"], system_prompt=self.cfg.data.system_prompt)
         canary = self._canary_spec(env_canary)
         stop = tuple(params.stop_token_ids) or (self.tokenizer.eos_token_id,)
-        requests = [
+        return [
             GenerationRequest(
                 request_id=f"{spec.kind}-{spec.group_id}-{i}",
                 prompt_ids=prompt_ids,
@@ -88,14 +108,13 @@ class RolloutWorker:
                     temperature=params.temperature,
                     top_p=params.top_p,
                     stop_token_ids=stop,
+                    # (run seed, group id, sample index): never the order requests arrive in
                     seed=None if params.seed is None else params.seed + 7919 * spec.group_id + i,
                 ),
                 canary=canary,
             )
             for i in range(n)
         ]
-        results = await asyncio.gather(*(self.engine.generate(r) for r in requests))
-        return [self._to_rollout(spec, i, res, env_canary) for i, res in enumerate(results)]
 
     def _to_rollout(
         self, spec: GroupSpec, i: int, res: GenerationResult, env_canary: dict[str, Any] | None

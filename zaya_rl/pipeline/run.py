@@ -78,14 +78,21 @@ def preflight(cfg: RunConfig, *, check_model_path: bool = True) -> None:
     """Checks that need the environment registry or the filesystem, before Ray or any actor starts.
 
     Raises ``ConfigError`` naming the field: an unknown or misspelt environment, a fixed level outside its
-    environment's range, a ``model.path`` that is not a checkpoint folder (unless ``check_model_path`` is
-    False: a curriculum stage's path is the previous stage's checkpoint, written later), a missing reward model.
+    environment's range, a ``model.path`` that is not a checkpoint folder or is a model router replay cannot
+    apply to while ``algorithm.router_replay`` is on (unless ``check_model_path`` is False: a curriculum
+    stage's path is the previous stage's checkpoint, written later), a missing reward model.
     """
     from zaya_rl.config import ConfigError
     from zaya_rl.pipeline.behavioral import check_reward_model
 
-    if check_model_path and cfg.model.path is not None and not (Path(cfg.model.path) / "config.json").is_file():
-        raise ConfigError(f"model.path: {cfg.model.path} is not an HF checkpoint folder (no config.json)")
+    if check_model_path and cfg.model.path is not None:
+        if not (Path(cfg.model.path) / "config.json").is_file():
+            raise ConfigError(f"model.path: {cfg.model.path} is not an HF checkpoint folder (no config.json)")
+        from zaya_rl.models.families import replay_unsupported_reason
+
+        reason = replay_unsupported_reason(cfg.model.path) if cfg.algorithm.router_replay else None
+        if reason:
+            raise ConfigError(f"algorithm.router_replay: {reason}")
     try:
         make_sampler(cfg)  # resolves every environment name and checks fixed levels against its range
     except (ValueError, KeyError) as e:

@@ -8,7 +8,8 @@ Layout of one rollout with P prompt and G generated tokens, ``full = prompt + ge
     behaviour  = logprobs of generated tokens at those positions
 
 so ``routed_experts`` rows (one per input position of ``prompt + generated[:-1]``, research/algorithms.md
-§6) align one-to-one with ``input_ids``. Right padding keeps every real position's causal context unchanged
+§6) align one-to-one with ``input_ids``. Replay is per sample: a sample without routes (None) gets
+``replay_valid`` False on every row and routes natively, while the others in its micro-batch are replayed. Right padding keeps every real position's causal context unchanged
 (pads come after), which matters for ZAYA's CCA convolution and recurrent state as well as attention.
 
 Micro-batches are formed after sorting by length (less padding); the loss is micro-batch invariant because
@@ -80,12 +81,16 @@ def count_nonempty(samples: Sequence[TrainSample]) -> int:
 
 
 def _routes(samples: Sequence[TrainSample], T: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Replay tensors of the micro-batch (module docstring); None when no sample has routes."""
     routes = [s.routed_experts for s in samples]
-    if any(r is None for r in routes):
+    first = next((r for r in routes if r is not None), None)
+    if first is None:
         return None
-    L, K = routes[0].shape[1:]
+    L, K = first.shape[1:]
     out = np.full((len(samples), T, L, K), NO_ROUTE, dtype=np.int64)
     for i, r in enumerate(routes):
+        if r is None:  # routes natively: its rows stay NO_ROUTE, i.e. invalid
+            continue
         if r.shape[1:] != (L, K):
             raise ValueError(f"sample {i}: routed_experts shape {r.shape} does not match [*, {L}, {K}]")
         n = min(len(r), T)

@@ -185,11 +185,11 @@ class LossHost(nn.Module):
         super().__init__()
         self.policy = policy
 
-    def forward(self, mb: Any, *, num_sequences: int, num_tokens: int, settings: Any) -> Any:
+    def forward(self, mb: Any, *, num_sequences: int, num_tokens: int, settings: Any, replay_stats: Any = None) -> Any:
         from zaya_rl.trainer.step import _micro_batch_loss
 
         return _micro_batch_loss(self.policy, mb, num_sequences=num_sequences, num_tokens=num_tokens,
-                                 settings=settings)
+                                 settings=settings, replay_stats=replay_stats)
 
 
 def _deepspeed_backend(model: nn.Module, optim_cfg: Any, trainer_cfg: Any, dtype: str) -> TrainingSetup:

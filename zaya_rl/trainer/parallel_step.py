@@ -23,6 +23,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from zaya_rl.models.router_replay import ReplayStats
 from zaya_rl.trainer.batch import TrainSample, count_nonempty, make_micro_batches
 from zaya_rl.trainer.step import LossSettings, StepResult
 
@@ -59,10 +60,12 @@ def distributed_train_step(setup: Any, shard: Sequence[TrainSample], *, settings
         raise ValueError(f"rank {setup.rank}: no samples in this shard (batch smaller than the world size?)")
     engine.train()
     total, sums, weights = 0.0, {}, {}
+    replay = ReplayStats()  # this rank's share (metrics other than the loss are rank 0's)
     for k in range(max(num_micro, len(micro))):
         mb = micro[k] if k < len(micro) else micro[0]
         # engine(...) runs parallel.LossHost.forward: the micro-batch loss of trainer.step
-        loss, m = engine(mb, num_sequences=num_sequences, num_tokens=num_tokens, settings=settings)
+        loss, m = engine(mb, num_sequences=num_sequences, num_tokens=num_tokens, settings=settings,
+                         replay_stats=replay if k < len(micro) else None)
         if k >= len(micro):  # ZeRO-3 padding forward: same collectives, no gradient
             loss = loss * 0.0
         else:
@@ -79,6 +82,8 @@ def distributed_train_step(setup: Any, shard: Sequence[TrainSample], *, settings
         return StepResult({"train/nonfinite": 1.0}, skipped=True,
                           reason=f"non-finite gradient (DeepSpeed overflow check, norm {grad_norm})")
     metrics = {k: sums[k] / weights[k] for k in sums if weights[k] > 0}
+    if settings.router_replay:
+        metrics.update(replay.metrics())
     metrics.update({"train/loss_rank": total, "train/grad_norm": grad_norm, "train/nonfinite": 0.0,
                     "train/num_sequences": float(num_sequences), "train/num_tokens": float(num_tokens)})
     return StepResult(metrics, skipped=False)

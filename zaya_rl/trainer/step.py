@@ -8,6 +8,10 @@
     if any loss or the gradient norm is non-finite: zero the gradients and skip the step
     clip the global gradient norm; optimizer.step()
 
+With ``router_replay`` every step logs ``replay/coverage`` (real positions replayed in every MoE layer; a
+sample without routes routes natively), ``replay/sample_coverage`` and ``replay/disagreement`` (replayed
+(token, layer) pairs where the trainer's own router would have chosen differently; ``ReplayStats``).
+
 The maths lives in ``zaya_rl.algorithms`` (loss, log-probs) and ``zaya_rl.optim``; this module only wires
 it to a model. The caller (the trainer actor) owns the count of consecutive skipped steps.
 """
@@ -23,7 +27,7 @@ import torch
 
 from zaya_rl.algorithms.logprobs import token_logprobs
 from zaya_rl.algorithms.loss import policy_loss
-from zaya_rl.models.router_replay import replay_routing
+from zaya_rl.models.router_replay import ReplayStats, replay_routing
 from zaya_rl.trainer.batch import MicroBatch, TrainSample, count_nonempty, make_micro_batches
 
 
@@ -58,13 +62,23 @@ def base_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.Tensor
 
 
 def sequence_logprobs(
-    model: torch.nn.Module, mb: MicroBatch, *, settings: LossSettings, replay: bool | None = None
+    model: torch.nn.Module,
+    mb: MicroBatch,
+    *,
+    settings: LossSettings,
+    replay: bool | None = None,
+    replay_stats: ReplayStats | None = None,
 ) -> torch.Tensor:
-    """Log-probs ``[B, T]`` of ``mb.targets`` at loss positions (0 elsewhere), at the sampling temperature."""
+    """Log-probs ``[B, T]`` of ``mb.targets`` at loss positions (0 elsewhere), at the sampling temperature.
+
+    ``replay`` overrides ``settings.router_replay``; ``replay_stats`` accumulates the replay statistics.
+    """
     base, head = base_and_head(model)
     use_replay = settings.router_replay if replay is None else replay
+    if use_replay and replay_stats is not None:
+        replay_stats.add_coverage(mb.replay_valid, mb.attention_mask)
     ctx = (
-        replay_routing(model, mb.replay_indices, mb.replay_valid)
+        replay_routing(model, mb.replay_indices, mb.replay_valid, replay_stats)
         if use_replay and mb.replay_indices is not None
         else contextlib.nullcontext()
     )
@@ -83,9 +97,15 @@ def sequence_logprobs(
 
 
 def _micro_batch_loss(
-    model: torch.nn.Module, mb: MicroBatch, *, num_sequences: int, num_tokens: int, settings: LossSettings
+    model: torch.nn.Module,
+    mb: MicroBatch,
+    *,
+    num_sequences: int,
+    num_tokens: int,
+    settings: LossSettings,
+    replay_stats: ReplayStats | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    logp = sequence_logprobs(model, mb, settings=settings)
+    logp = sequence_logprobs(model, mb, settings=settings, replay_stats=replay_stats)
     return policy_loss(
         logp,
         mb.behaviour_logp,
@@ -117,9 +137,10 @@ def train_step(
     model.train()
     optimizer.zero_grad(set_to_none=True)
     total_loss, sums, weights = 0.0, {}, {}
+    replay = ReplayStats()
     for mb in micro:
         loss, m = _micro_batch_loss(
-            model, mb, num_sequences=num_sequences, num_tokens=num_tokens, settings=settings
+            model, mb, num_sequences=num_sequences, num_tokens=num_tokens, settings=settings, replay_stats=replay
         )
         if not torch.isfinite(loss):
             optimizer.zero_grad(set_to_none=True)
@@ -138,6 +159,8 @@ def train_step(
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     metrics = {k: sums[k] / weights[k] for k in sums if weights[k] > 0}
+    if settings.router_replay:
+        metrics.update(replay.metrics())
     metrics.update(
         {
             "train/loss": total_loss,

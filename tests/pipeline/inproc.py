@@ -1,0 +1,103 @@
+"""The real ``Orchestrator`` with in-process actors, for pipeline tests that need no Ray and no model.
+
+The orchestrator runs unchanged on its asyncio loop; the actors are plain objects behind a ``.remote``
+shim: a scripted rollout engine through the real ``RolloutWorker`` and ``WorkerSet``, the environments'
+own generators and verifiers as the scorer, and a trainer that records its batches (optionally taking
+``train_s`` seconds per step).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+
+from environments.base import Problem
+from environments.registry import get_spec
+from zaya_rl.models.tokenizer import build_byte_tokenizer
+from zaya_rl.pipeline.accounting import Accounting
+from zaya_rl.pipeline.actors import ActorSet, WorkerSet
+from zaya_rl.pipeline.orchestrator import Orchestrator
+from zaya_rl.pipeline.records import Group
+from zaya_rl.pipeline.rollout_worker import RolloutWorker
+from zaya_rl.pipeline.run import make_sampler
+from zaya_rl.rollout.fake import ScriptedEngine
+
+TOK = build_byte_tokenizer()
+
+
+class _Method:
+    def __init__(self, fn):
+        self.fn = fn
+
+    def remote(self, *args, **kwargs):
+        async def call():  # like Ray: awaitable arguments (object refs) are resolved first
+            args2 = [await a if isinstance(a, asyncio.Future) else a for a in args]
+            out = self.fn(*args2, **kwargs)
+            return await out if inspect.isawaitable(out) else out
+
+        return asyncio.ensure_future(call())
+
+
+class InProc:
+    """``handle.method.remote(...)`` on a plain object, returning an awaitable."""
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def __getattr__(self, name):
+        return _Method(getattr(self.obj, name))
+
+
+class Scorer:
+    def __init__(self):
+        self.score_calls: list[tuple[dict, list[str]]] = []
+
+    def make_problem(self, draw):
+        return get_spec(draw["env"]).create(**draw["kwargs"]).generate(draw["seed"], draw["difficulty"]).to_dict()
+
+    def score(self, problem, responses):
+        self.score_calls.append((problem, responses))
+        env = get_spec(problem["env"]).create()
+        return [env.verify(Problem.from_dict(problem), r).to_dict() for r in responses]
+
+
+class Trainer:
+    def __init__(self, train_s: float = 0.0):
+        self.batches = []
+        self.train_s = train_s
+
+    async def train_step(self, samples):
+        self.batches.append(samples)
+        await asyncio.sleep(self.train_s)
+        return {"train/loss": 0.0, "train/skipped": 0.0}
+
+    def get_weights(self):
+        return {}
+
+
+class Logger:
+    def __init__(self):
+        self.records = []
+
+    def log(self, step, metrics, advance=1):
+        self.records.append({"step": step, **metrics})
+
+    def log_table(self, *args, **kwargs):
+        pass
+
+
+def run_orchestrator(cfg, steps, script, *, token_delay=0.0, train_s=0.0):
+    """Run ``steps`` optimizer steps; returns ``(orch, groups, scorer, trainer, logger)``, ``groups`` being
+    every group the orchestrator finalised, in the order it did."""
+    worker = RolloutWorker(cfg.model_dump(mode="json"), 0)
+    worker.engine = ScriptedEngine(script, tokenizer=TOK, token_delay=token_delay)
+    scorer, trainer, logger = Scorer(), Trainer(train_s), Logger()
+    acc = Accounting()
+    actors = ActorSet(trainer=InProc(trainer), workers=WorkerSet([InProc(worker)], acc, trainer=InProc(trainer)),
+                      scorers=[InProc(scorer)])
+    orch = Orchestrator(cfg, actors, make_sampler(cfg), logger, acc)
+    groups: list[Group] = []
+    done = orch._on_group_done
+    orch._on_group_done = lambda g: (groups.append(g), done(g))[-1]
+    asyncio.run(orch.run(steps))
+    return orch, groups, scorer, trainer, logger
