@@ -11,8 +11,10 @@ import torch
 from zaya_rl.algorithms.advantages import (
     ADVANTAGE_ESTIMATORS,
     MAXRL_MIN_MEAN,
+    NonBinaryRewardError,
     compute_advantages,
     dr_grpo,
+    group_estimator,
     grpo,
     maxrl,
 )
@@ -121,3 +123,39 @@ def test_registry_matches_config_literal_and_rejects_unknown():
     torch.testing.assert_close(compute_advantages("maxrl", t([1, 0])), t([1, -1]))
     with pytest.raises(ValueError, match=r"unknown advantage estimator 'ppo'.*dr_grpo.*grpo.*maxrl"):
         compute_advantages("ppo", t([1, 0]))
+
+
+# ------------------------------------------------------------------ non-binary rewards (algorithm.nonbinary_advantage)
+def test_group_estimator_detects_non_binary_rewards():
+    assert group_estimator("maxrl", t([1, 0, 0, 1]), nonbinary="dr_grpo") == "maxrl"
+    assert group_estimator("maxrl", t([0, 0, 0, 0]), nonbinary="error") == "maxrl"
+    assert group_estimator("maxrl", t([1, 0.5, 0, 0]), nonbinary="dr_grpo") == "dr_grpo"
+    assert group_estimator("maxrl", t([1, 0.5, 0, 0]), nonbinary="maxrl") == "maxrl"
+    assert group_estimator("dr_grpo", t([1, 0.5]), nonbinary="error") == "dr_grpo"  # any reward is fine there
+    with pytest.raises(NonBinaryRewardError, match=r"group 3 of 'code': rewards \[0\.25, 1\.0\] .*nonbinary_adv"):
+        group_estimator("maxrl", t([0.25, 1]), nonbinary="error", where="group 3 of 'code'")
+
+
+def test_finalize_group_uses_the_configured_estimator_for_fractional_rewards():
+    from zaya_rl.pipeline.groups import finalize_group
+    from zaya_rl.pipeline.records import Group, GroupSpec, Rollout
+
+    def group(rewards):
+        rollouts = [Rollout(7, i, [1], [2], [-0.1], [0], "stop", "x", reward=r, status="ok")
+                    for i, r in enumerate(rewards)]
+        return Group(GroupSpec(7, "code", 0, 0, {}), rollouts)
+
+    fractional = group([0.5, 0.0, 1.0, 0.25])  # e.g. code tests passed / total
+    kept, _ = finalize_group(fractional, advantage="maxrl", canary_on_flag="none", filter_equal=False,
+                             nonbinary="dr_grpo")
+    # Dr-GRPO by hand: mean 0.4375, A = r − mean
+    assert [r.advantage for r in kept] == pytest.approx([0.0625, -0.4375, 0.5625, -0.1875])
+    assert fractional.estimator == "dr_grpo" and fractional.nonbinary
+    binary = group([1.0, 0.0, 0.0, 0.0])
+    kept, _ = finalize_group(binary, advantage="maxrl", canary_on_flag="none", filter_equal=False,
+                             nonbinary="dr_grpo")
+    assert [r.advantage for r in kept] == pytest.approx([3.0, -1.0, -1.0, -1.0])  # MaxRL, algorithms.md §3
+    assert binary.estimator == "maxrl" and not binary.nonbinary
+    with pytest.raises(NonBinaryRewardError, match="group 7 of environment 'code'"):
+        finalize_group(group([0.5, 1.0]), advantage="maxrl", canary_on_flag="none", filter_equal=False,
+                       nonbinary="error")

@@ -68,3 +68,48 @@ def test_configs_in_repo_validate():
         if f.parent.name == "zaya1" and f.name.startswith("_"):
             continue
         load_config(f)
+
+
+# ------------------------------------------------------------------ sampling and loop options (issue 11)
+@pytest.mark.parametrize("value", [0, 0.0, -0.5])
+def test_greedy_training_rollouts_are_rejected_at_load_naming_the_field(value):
+    with pytest.raises(ConfigError, match=r"rollout\.sampling\.temperature: .*temperature > 0") as e:
+        config_from_dict({}, [f"rollout.sampling.temperature={value}"])
+    assert "eval.temperature" in str(e.value)  # says where greedy decoding belongs
+    assert config_from_dict({}, ["eval.temperature=0"]).eval.temperature == 0.0  # greedy evaluation stays
+
+
+@pytest.mark.parametrize("value", [0.5, 0.95])
+def test_nucleus_sampling_is_rejected_with_the_reason(value):
+    with pytest.raises(ConfigError, match=r"rollout\.sampling\.top_p: .*nucleus") as e:
+        config_from_dict({}, [f"rollout.sampling.top_p={value}"])
+    assert "importance weights" in str(e.value)
+    assert config_from_dict({}, ["rollout.sampling.top_p=1"]).rollout.sampling.top_p == 1.0
+
+
+def test_a_stage_cannot_switch_on_nucleus_sampling():
+    with pytest.raises(ConfigError, match=r"top_p"):
+        config_from_dict({"stages": [{"name": "a", "steps": 1, "rollout": {"sampling": {"top_p": 0.5}}}]})
+
+
+def test_router_replay_needs_recorded_routes():
+    with pytest.raises(ConfigError, match=r"algorithm\.router_replay=true needs rollout\.record_routing=true"):
+        config_from_dict({}, ["rollout.record_routing=false"])
+    cfg = config_from_dict({}, ["rollout.record_routing=false", "algorithm.router_replay=false"])
+    assert not cfg.algorithm.router_replay
+
+
+def test_default_stale_policy_keeps_every_sample():
+    assert config_from_dict({}).pipeline.stale_policy == "wait"
+    assert config_from_dict({}, ["pipeline.stale_policy=drop"]).pipeline.stale_policy == "drop"
+
+
+def test_maxrl_on_reward_model_rewards_is_cross_checked():
+    behavioral = ["behavioral.enabled=true", "behavioral.reward_model.build_tiny=true"]
+    assert config_from_dict({}, behavioral).algorithm.nonbinary_advantage == "dr_grpo"
+    with pytest.raises(ConfigError, match=r"nonbinary_advantage=error with behavioral\.enabled"):
+        config_from_dict({}, [*behavioral, "algorithm.nonbinary_advantage=error"])
+    rank = [*behavioral, "behavioral.reward_model.transform=group_rank", "algorithm.nonbinary_advantage=maxrl"]
+    with pytest.raises(ConfigError, match=r"group_rank.*2× Dr-GRPO"):
+        config_from_dict({}, rank)
+    assert config_from_dict({}, [*rank, "algorithm.advantage=dr_grpo"])  # no MaxRL: nothing to check

@@ -120,7 +120,7 @@ def test_zaya1_schedule_needs_the_user_s_checkpoints_and_then_validates(tmp_path
     ckpt, rm = tmp_path / "zaya1", tmp_path / "rm"
     for d in (ckpt, rm):
         d.mkdir()
-        (d / "config.json").write_text("{}")
+        (d / "config.json").write_text('{"model_type": "zaya"}')  # an MoE model: router replay applies
     with pytest.raises(ConfigError, match=r"stages\.4\.behavioral: .*behavioral\.reward_model\.path: required"):
         load_layered([*files, f"model.path={ckpt}"])
     cfg = load_layered([*files, f"model.path={ckpt}", f"behavioral.reward_model.path={rm}", "run_dir=/r"])

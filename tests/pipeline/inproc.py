@@ -49,13 +49,22 @@ class InProc:
 
 
 class Scorer:
-    def __init__(self):
-        self.score_calls: list[tuple[dict, list[str]]] = []
+    """The environments' generators and verifiers; ``jitter`` (a ``random.Random``) delays every call by up
+    to 5 ms, so calls finish in a different order from run to run (as actor calls do)."""
 
-    def make_problem(self, draw):
+    def __init__(self, jitter=None):
+        self.score_calls: list[tuple[dict, list[str]]] = []
+        self.jitter = jitter
+
+    async def _wait(self):
+        await asyncio.sleep(self.jitter.uniform(0.0, 0.005) if self.jitter else 0.0)
+
+    async def make_problem(self, draw):
+        await self._wait()
         return get_spec(draw["env"]).create(**draw["kwargs"]).generate(draw["seed"], draw["difficulty"]).to_dict()
 
-    def score(self, problem, responses):
+    async def score(self, problem, responses):
+        await self._wait()
         self.score_calls.append((problem, responses))
         env = get_spec(problem["env"]).create()
         return [env.verify(Problem.from_dict(problem), r).to_dict() for r in responses]
@@ -86,12 +95,12 @@ class Logger:
         pass
 
 
-def run_orchestrator(cfg, steps, script, *, token_delay=0.0, train_s=0.0):
+def run_orchestrator(cfg, steps, script, *, token_delay=0.0, train_s=0.0, jitter=None):
     """Run ``steps`` optimizer steps; returns ``(orch, groups, scorer, trainer, logger)``, ``groups`` being
-    every group the orchestrator finalised, in the order it did."""
+    every group the orchestrator finalised, in the order it did (``scorer.jitter``: ``jitter``)."""
     worker = RolloutWorker(cfg.model_dump(mode="json"), 0)
     worker.engine = ScriptedEngine(script, tokenizer=TOK, token_delay=token_delay)
-    scorer, trainer, logger = Scorer(), Trainer(train_s), Logger()
+    scorer, trainer, logger = Scorer(jitter), Trainer(train_s), Logger()
     acc = Accounting()
     actors = ActorSet(trainer=InProc(trainer), workers=WorkerSet([InProc(worker)], acc, trainer=InProc(trainer)),
                       scorers=[InProc(scorer)])

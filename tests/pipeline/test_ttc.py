@@ -8,6 +8,7 @@ Run ``python -m pytest tests/pipeline/test_ttc.py -q``.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 
@@ -78,7 +79,8 @@ def test_ttc_groups_are_built_from_own_tails_bounded_scored_by_the_same_verifier
             excerpts = re.findall(r"----- Excerpt \d of 2 -----\n(.*?)(?=\n\n-----)", text, flags=re.S)
             assert len(excerpts) == C and set(excerpts) <= earlier, (excerpts, earlier)
             # bounded: the template around the problem plus C·τ tokens
-            original = Scorer().make_problem({"env": g.spec.env, "seed": g.spec.seed, "difficulty": 0, "kwargs": {}})
+            original = asyncio.run(Scorer().make_problem({"env": g.spec.env, "seed": g.spec.seed, "difficulty": 0,
+                                                          "kwargs": {}}))
             skeleton = encode_chat(TOK, build_aggregation_messages(original["messages"], [""] * C))
             assert all(len(r.prompt_ids) <= len(skeleton) + C * TAU for r in g.rollouts)
             # same verifier, same ground truth: rewards equal verifying against the original problem
