@@ -50,9 +50,11 @@ class SamplingConfig(Section):
     and the DPPO mask (algorithms.md §4) compare the two token by token."""
 
     temperature: float = 1.0
-    """Sampling temperature (> 0). Trainer log-probs are computed at the same temperature (algorithms.md §2)."""
+    """Sampling temperature, > 0 (greedy decoding is for evaluation: ``eval.temperature: 0``). Trainer log-probs
+    are computed at the same temperature (docs/algorithms.md §5)."""
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    """Must be 1 (no nucleus truncation); see the validator for why."""
+    """Must be 1: nucleus sampling renormalises the behaviour log-probs over the kept tokens while the trainer's
+    cover the whole softmax, which would skew every importance ratio (docs/algorithms.md §5)."""
     max_new_tokens: int = Field(64, ge=1)
     """Generation budget per rollout, in tokens."""
 
@@ -102,7 +104,7 @@ class RolloutConfig(Section):
     sampling: SamplingConfig = SamplingConfig()
     """Sampling parameters of training rollouts."""
     record_routing: bool = True
-    """Record routed experts per token for router replay (MoE models)."""
+    """Record routed experts per token for router replay (MoE models); ``algorithm.router_replay`` needs it."""
     device: Device = "auto"
     """Device of the engine (``auto``: the actor's GPU if it has one, else CPU)."""
     torch_threads: int = Field(1, ge=1)
