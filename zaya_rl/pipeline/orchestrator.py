@@ -4,10 +4,10 @@ Each admitted group runs as one coroutine: problem (scorer pool) → G rollouts 
 in sync mode the step's groups together, ``pipeline.lockstep``) → rewards (scorer pool). Finished groups are
 finalised (errors, canary, filter, advantages) into a FIFO of ready groups, in admission order by default
 (``pipeline.staleness``: that order is what bounds lag without discarding anything). Whenever the trainer
-is idle and ``groups_per_step`` groups are ready, one optimizer step starts; when it ends, the new weights are published to every worker *in flight* and, on schedule, a
-checkpoint is written. Generation never waits for training: admission control
-(``pipeline.staleness.admission_open``) is the only brake, and ``max_lag = 0`` turns the same loop into
-the synchronous baseline (``pipeline.mode: sync``).
+is idle and ``groups_per_step`` groups are ready, one optimizer step starts; when it ends, the new weights
+are published to every worker *in flight* and, on schedule, a checkpoint is written. Generation never waits
+for training: admission control (``pipeline.staleness.admission_open``) is the only brake, and
+``max_lag = 0`` turns the same loop into the synchronous baseline (``pipeline.mode: sync``).
 
 Ordering guarantees rely on the trainer actor executing calls in submission order: ``get_weights`` and
 ``save`` for step k are submitted before ``train_step`` k+1, so they see exactly the weights of version k.
@@ -239,7 +239,7 @@ class Orchestrator:
         batch, stale = [], 0
         while self.ready and len(batch) < self.gps:
             group, kept = self.ready.popleft()
-            oldest = min(r.min_version for r in kept)
+            oldest = min((r.min_version for r in kept if r.token_ids), default=self.step)  # empty: no tokens to lag
             if is_stale(self.step, oldest, self.max_lag):
                 if self.order.in_order:  # admission order proves lag <= max_lag (pipeline.staleness)
                     raise RuntimeError(f"group {group.spec.group_id} has lag {lag(self.step, oldest)} > max_lag "
