@@ -25,7 +25,7 @@ from zaya_rl.pipeline.actors import ActorSet, WorkerSet
 from zaya_rl.pipeline.orchestrator import Orchestrator
 from zaya_rl.pipeline.records import Group, GroupSpec, Rollout
 from zaya_rl.pipeline.rollout_worker import RolloutWorker
-from zaya_rl.pipeline.run import make_sampler
+from zaya_rl.pipeline.setup import make_sampler
 from zaya_rl.pipeline.ttc import TailCache, TTCMixer
 from zaya_rl.rollout.fake import ScriptedEngine
 from zaya_rl.rsa.prompts import build_aggregation_messages

@@ -7,17 +7,20 @@ Cross-field checks live in ``RunConfig`` and raise errors naming the dotted fiel
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_serializer, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from zaya_rl.config.base import ActorResources, Device, Section
 from zaya_rl.config.gpu import PlacementConfig, VLLMConfig, WeightSyncConfig
 from zaya_rl.config.recipe import BehavioralConfig, RewardModelSection, RSAConfig, TTCConfig
+from zaya_rl.config.stages import StageConfig, check_stage_names, located, stage_dict
+from zaya_rl.paths import checkpoint_root, step_dir
 
-__all__ = [  # the sections defined in gpu.py and recipe.py belong to this tree too
-    "BehavioralConfig", "PlacementConfig", "RewardModelSection", "RSAConfig", "TTCConfig", "VLLMConfig",
-    "WeightSyncConfig",
+__all__ = [  # the sections defined in gpu.py, recipe.py and stages.py belong to this tree too
+    "BehavioralConfig", "PlacementConfig", "RewardModelSection", "RSAConfig", "StageConfig", "TTCConfig",
+    "VLLMConfig", "WeightSyncConfig",
 ]
 
 AdvantageName = Literal["maxrl", "dr_grpo", "grpo"]
@@ -271,62 +274,6 @@ class RayConfig(Section):
     """Object-store size of a locally started Ray instance."""
 
 
-class StageConfig(Section):
-    """One stage of a curriculum (``stages``; ``zaya_rl.curriculum``).
-
-    A stage's config is the run config outside ``stages`` deep-merged with the stage's section overrides
-    (mappings merge key by key; lists such as ``data.environments`` and plain values replace), with
-    ``pipeline.total_steps = steps``. Stage k > 0 starts from stage k-1's final HF weights; the base
-    ``sft`` warm start runs before stage 0 only (a later stage may set its own ``sft``). ``model``,
-    ``ray``, ``logging``, ``weight_sync``, ``placement``, ``run_dir`` and ``seed`` are run-wide."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    """Stage name (letters, digits, ``_.-``): its folder is ``<run_dir>/stages/<index>_<name>``."""
-    steps: int = Field(ge=1)
-    """Optimizer steps of the stage."""
-    rollout: dict[str, Any] = Field(default_factory=dict)
-    """Overrides of ``rollout`` (e.g. ``{sampling: {max_new_tokens: 8192}}``)."""
-    algorithm: dict[str, Any] = Field(default_factory=dict)
-    """Overrides of ``algorithm`` (advantage, group size, loss options)."""
-    optim: dict[str, Any] = Field(default_factory=dict)
-    """Overrides of ``optim``."""
-    trainer: dict[str, Any] = Field(default_factory=dict)
-    """Overrides of ``trainer`` (e.g. a smaller micro-batch for a longer budget)."""
-    pipeline: dict[str, Any] = Field(default_factory=dict)
-    """Overrides of ``pipeline`` (not ``total_steps``: that is ``steps``)."""
-    data: dict[str, Any] = Field(default_factory=dict)
-    """Overrides of ``data``: the stage's environment mixture and adaptive-difficulty rule."""
-    canary: dict[str, Any] = Field(default_factory=dict)
-    """Overrides of ``canary``."""
-    sft: dict[str, Any] = Field(default_factory=dict)
-    """A supervised warm start before this stage (stage 0 inherits the base ``sft``)."""
-    eval: dict[str, Any] = Field(default_factory=dict)
-    """Overrides of ``eval`` (held-out accuracy before and after the stage)."""
-    checkpoint: dict[str, Any] = Field(default_factory=dict)
-    """Overrides of ``checkpoint`` (a set ``dir`` gets the stage's folder name appended)."""
-    ttc: dict[str, Any] = Field(default_factory=dict)
-    """Overrides of ``ttc`` (aggregation prompts in RL)."""
-    behavioral: dict[str, Any] = Field(default_factory=dict)
-    """Overrides of ``behavioral`` (reward model + IF checks)."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _run_wide_sections(cls, data: Any) -> Any:
-        run_wide = ("model", "ray", "logging", "weight_sync", "placement", "run_dir", "seed", "stages")
-        if isinstance(data, dict):
-            for key in run_wide:
-                if key in data:
-                    raise ValueError(f"{key} is run-wide and cannot change per stage (set it outside stages)")
-            if isinstance(data.get("pipeline"), dict) and "total_steps" in data["pipeline"]:
-                raise ValueError("pipeline.total_steps: a stage's length is its `steps`")
-        return data
-
-    @model_serializer(mode="wrap")
-    def _without_empty_sections(self, handler: Any) -> dict[str, Any]:
-        # a dumped config.yaml lists only what each stage overrides (an absent section loads back as {})
-        return {k: v for k, v in handler(self).items() if v != {}}
-
-
 class RunConfig(Section):
     run_dir: str = "runs/default"
     """Output folder: checkpoints, metrics.jsonl, plots, summary.json."""
@@ -351,7 +298,8 @@ class RunConfig(Section):
     behavioral: BehavioralConfig = BehavioralConfig()
     stages: list[StageConfig] = Field(default_factory=list)
     """The curriculum (``zaya_rl.curriculum``): stages run in order, each from the previous stage's final
-    weights. Empty: one run of ``pipeline.total_steps``. See ``StageConfig`` for how a stage is merged."""
+    weights. Empty: one run of ``pipeline.total_steps``. See ``StageConfig`` (``zaya_rl.config.stages``) for
+    how a stage is merged."""
 
     @model_validator(mode="after")
     def _cross_checks(self) -> RunConfig:
@@ -369,11 +317,23 @@ class RunConfig(Section):
         self._check_weight_sync()
         self._check_placement()
         self._check_ttc()
-        if self.stages:
-            from zaya_rl.curriculum.stages import validate_stages  # imports only config code
-
-            validate_stages(self)
+        if self.stages:  # the whole chain validates at load: a typo in the last stage fails at once
+            check_stage_names(self.stages)
+            self.stage_configs()
         return self
+
+    def stage_configs(self) -> list[RunConfig]:
+        """Every stage's complete, validated config, in order (``zaya_rl.config.stages``).
+
+        Raises ``ValidationError`` located at ``("stages", k, ...)``.
+        """
+        run, out = self.model_dump(mode="json", exclude={"stages"}), []
+        for k, stage in enumerate(self.stages):
+            try:
+                out.append(RunConfig.model_validate(stage_dict(run, stage, k, out[-1].final_model_dir if out else None)))
+            except ValidationError as e:
+                raise located(e, k, stage.name) from None
+        return out
 
     def _check_ttc(self) -> None:
         if self.ttc.fraction > 0 and self.ttc.tails_per_prompt > self.algorithm.group_size:
@@ -413,6 +373,16 @@ class RunConfig(Section):
         if mode == "disaggregated" and (r > 1 or t > 1):
             raise ValueError("placement.mode=disaggregated: one bundle is one GPU; rollout.resources.num_gpus and "
                              f"trainer.resources.num_gpus must be <= 1 (got {r} and {t})")
+
+    @property
+    def checkpoint_root(self) -> Path:
+        """The folder of the run's step checkpoints: ``checkpoint.dir``, else ``<run_dir>/checkpoints``."""
+        return checkpoint_root(self.run_dir, self.checkpoint.dir)
+
+    @property
+    def final_model_dir(self) -> Path:
+        """The HF weights the completed run ends with (its last step checkpoint is always kept)."""
+        return step_dir(self.checkpoint_root, self.pipeline.total_steps) / "model"
 
     @property
     def loss_max_len(self) -> int:
