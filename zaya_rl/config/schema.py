@@ -175,6 +175,9 @@ class PipelineConfig(Section):
     """A verification running longer is killed and the sample marked ``error``."""
     scorer_resources: ActorResources = ActorResources(num_cpus=0.5)
     """Ray resources of each scorer actor."""
+    max_failed_groups: int = Field(5, ge=1)
+    """Stop the run when this many training groups in a row of one environment failed entirely (every
+    rollout's verification raised or timed out, or the problem could not be generated)."""
 
 
 class AdaptiveDifficultyConfig(Section):
@@ -263,6 +266,11 @@ class LoggingConfig(Section):
     """Write PNG plots of the metrics at the end of the run."""
     log_samples_every: int = Field(10, ge=0)
     """Log a few decoded rollouts every N steps (0: never)."""
+    collapse_window: int = Field(5, ge=1)
+    """Warn (progress bar, log, summary.json ``warnings``) when a collapse condition holds this many
+    optimizer steps in a row: every verified rollout scored 0, or outputs collapsed (below)."""
+    collapse_distinct_per_group: float = Field(0.5, ge=0.0)
+    """Output collapse: distinct response texts of a step's rollouts per group (prompt) at most this."""
 
 
 class RayConfig(Section):

@@ -27,6 +27,7 @@ from zaya_rl.pipeline.accounting import Accounting
 from zaya_rl.pipeline.actors import ActorSet
 from zaya_rl.pipeline.behavioral import BehavioralScorer
 from zaya_rl.pipeline.groups import apply_scores, finalize_group
+from zaya_rl.pipeline.health import CollapseMonitor, ErrorBudget
 from zaya_rl.pipeline.records import Group, GroupSpec, Rollout
 from zaya_rl.pipeline.staleness import admissible_count, is_stale, lag
 from zaya_rl.pipeline.ttc import TTCMixer
@@ -34,9 +35,6 @@ from zaya_rl.rollout.base import SamplingParams
 from zaya_rl.trainer.batch import TrainSample
 
 log = logging.getLogger(__name__)
-
-#: Consecutive failures to generate a problem of one environment before the run stops (a broken env).
-MAX_PROBLEM_FAILURES = 20
 
 
 @dataclass
@@ -48,12 +46,16 @@ class Window:
     accuracies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     flagged: dict[str, list[bool]] = field(default_factory=lambda: defaultdict(list))
     finish: Counter = field(default_factory=Counter)
+    texts: set[str] = field(default_factory=set)
+    groups: int = 0
     tokens: int = 0
     samples: int = 0
 
     def add(self, group: Group) -> None:
         env = group.spec.env
+        self.groups += 1
         for r in group.rollouts:
+            self.texts.add(r.text)
             self.flagged[env].append(r.canary_flagged)
             self.finish[r.finish_reason] += 1
             self.tokens += len(r.token_ids)
@@ -74,6 +76,7 @@ class Window:
             m["canary/flag_rate"] = _mean(all_f)
         if self.samples:
             m["rollout/response_tokens"] = self.tokens / self.samples
+            m["rollout/distinct_per_group"] = len(self.texts) / self.groups  # health.CollapseMonitor
             m.update({f"rollout/finish_{k}": v / self.samples for k, v in self.finish.items()})
         for env in self.flagged:
             if self.rewards[env]:
@@ -116,7 +119,9 @@ class Orchestrator:
         self.publish_wanted: tuple[Any, int] | None = None
         self.side_tasks: set[asyncio.Task] = set()
         self.pending_samples = 0
-        self.problem_failures: Counter = Counter()
+        self.budget = ErrorBudget(cfg.pipeline.max_failed_groups)
+        self.collapse = CollapseMonitor(cfg.logging.collapse_window, cfg.logging.collapse_distinct_per_group)
+        self.stop_requested = asyncio.Event()  # set by SIGINT (pipeline.stopping.Interrupts)
         self.window = Window()
         self.trainer_busy_s = 0.0
         self.trainer_idle_frac: float | None = None
@@ -143,15 +148,11 @@ class Orchestrator:
         try:
             problem = problem if problem is not None else await scorer.make_problem.remote(asdict(draw))
         except Exception as e:  # noqa: BLE001 - an environment that fails to generate must not kill the run
-            self.problem_failures[env] += 1
             log.error("environment %s failed to generate seed=%d difficulty=%d: %s", env, draw.seed,
                       draw.difficulty, e)
-            if self.problem_failures[env] >= MAX_PROBLEM_FAILURES:
-                raise RuntimeError(
-                    f"environment {env!r} failed to generate {MAX_PROBLEM_FAILURES} problems in a row"
-                ) from e
+            self.budget.problem_failed(env, str(e))  # raises RunStopped once the budget is spent
+            self._show(err=self.budget.errors)
             return None
-        self.problem_failures[env] = 0
         gid = self.next_group_id
         self.next_group_id += 1
         if kind == "train":
@@ -170,6 +171,8 @@ class Orchestrator:
         return group
 
     def _on_group_done(self, group: Group) -> None:
+        self.budget.group_scored(group)  # raises RunStopped once the budget is spent
+        self._show(err=self.budget.errors)
         self.window.add(group)
         if self.ttc is not None:
             self.ttc.on_group_done(group)
@@ -186,6 +189,12 @@ class Orchestrator:
             self.ready.append((group, kept))
         else:
             self.draws.pop(group.spec.group_id, None)
+
+    def _show(self, **fields: Any) -> None:
+        """Pin counters to the progress bar (``MetricsLogger.show``) between optimizer steps."""
+        show = getattr(self.logger, "show", None)  # evaluation-only runs and test doubles have no bar
+        if show is not None:
+            show(**fields)
 
     def _active_groups(self) -> int:
         return len(self.group_tasks) + len(self.ready) + len(self.train_batch) + self.step * self.gps
@@ -269,6 +278,10 @@ class Orchestrator:
         for extra in (self.ttc, self.behavioral):
             if extra is not None:
                 m.update(extra.metrics())
+        m["health/env_errors"] = float(self.budget.errors)
+        self.collapse.check(self.step, m)
+        self._show(warn=",".join(sorted(self.collapse.active)) or None)
+        m["health/warnings"] = float(len(self.collapse.warnings))
         m.update({"pipeline/lag_mean": _mean(lags), "pipeline/lag_max": float(max(lags)),
                   "pipeline/lag_min": float(min(lags)), "pipeline/published_version": float(self.published),
                   "pipeline/inflight_groups": float(len(self.group_tasks)),
@@ -308,22 +321,35 @@ class Orchestrator:
         return [d for d in (*self.group_tasks.values(), *ready, *self.readmit) if d is not None]
 
     async def run(self, total_steps: int) -> None:
-        """Run until ``total_steps`` optimizer steps are done and the last weights are published."""
+        """Run until ``total_steps`` optimizer steps are done and the last weights are published.
+
+        After ``stop_requested`` is set, no group is admitted and no step starts; the step in flight
+        finishes (so the trainer's weights and ``self.step`` agree for a checkpoint), then the loop ends.
+        """
         t_start = time.perf_counter()
         busy0 = self.trainer_busy_s
-        while self.step < total_steps:
-            self._admit(total_steps)
-            self._maybe_start_training()
-            waiting = set(self.group_tasks) | self.side_tasks
-            waiting |= {t for t in (self.train_task, self.publish_task) if t is not None}
-            if not waiting:
-                raise RuntimeError(
-                    f"pipeline stalled: nothing in flight and not enough groups to train (step {self.step}, "
-                    f"published v{self.published}, ready groups {len(self.ready)}, active {self._active_groups()})"
-                )
-            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                self._dispatch(task)
+        stop = asyncio.ensure_future(self.stop_requested.wait())
+        try:
+            while self.step < total_steps:
+                if not self.stop_requested.is_set():
+                    self._admit(total_steps)
+                    self._maybe_start_training()
+                elif self.train_task is None:
+                    break
+                waiting = set(self.group_tasks) | self.side_tasks
+                waiting |= {t for t in (self.train_task, self.publish_task) if t is not None}
+                if not waiting:
+                    raise RuntimeError(
+                        f"pipeline stalled: nothing in flight and not enough groups to train (step {self.step}, "
+                        f"published v{self.published}, ready groups {len(self.ready)}, "
+                        f"active {self._active_groups()})"
+                    )
+                wake = set() if stop.done() else {stop}  # a stop request wakes the loop once
+                done, _ = await asyncio.wait(waiting | wake, return_when=asyncio.FIRST_COMPLETED)
+                for task in done - {stop}:
+                    self._dispatch(task)
+        finally:
+            stop.cancel()
         await self.drain()
         wall = time.perf_counter() - t_start
         self.rl_wall_s += wall

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from zaya_rl.config import RunConfig, dump_config
-from zaya_rl.paths import latest_checkpoint
+from zaya_rl.paths import latest_checkpoint, step_dir
 from zaya_rl.pipeline.accounting import Accounting
 from zaya_rl.pipeline.setup import init_ray, make_sampler, preflight, setup_logging
+from zaya_rl.pipeline.stopping import EXIT_INTERRUPTED, Interrupts, RunStopped
 
 log = logging.getLogger("zaya_rl")
 
@@ -71,9 +72,7 @@ async def _main(cfg: RunConfig, actors: Any, acc: Accounting, logger: Any, check
                 state: dict[str, Any] | None) -> dict[str, Any]:
     from environments.sampler import Draw
     from zaya_rl.pipeline.checkpointing import Checkpointer
-    from zaya_rl.pipeline.evaluate import evaluate
     from zaya_rl.pipeline.orchestrator import Orchestrator
-    from zaya_rl.pipeline.warm_start import run_sft
 
     t0 = time.perf_counter()
     run_state: dict[str, Any] = dict(state["run"]) if state else {"wall_s_before": 0.0}
@@ -88,31 +87,78 @@ async def _main(cfg: RunConfig, actors: Any, acc: Accounting, logger: Any, check
                        "readmit": [Draw(**d) for d in state["pending_draws"]]}
         run_state["resumed_from"] = str(checkpoint)
     await actors.workers.refresh_incarnations()
-    log.info("trainer: %s", await actors.trainer.describe.remote())  # size and Muon/AdamW partition
+    _log_trainer(await actors.trainer.describe.remote())
     ckpt = Checkpointer(cfg.checkpoint_root, cfg.checkpoint.every_steps, cfg.checkpoint.keep_last,
                         run_state=lambda: {**run_state, "wall_s_before": run_state["wall_s_before"]
                                            + time.perf_counter() - t0})
     orch = Orchestrator(cfg, actors, sampler, logger, acc, checkpointer=ckpt, **orch_kwargs)
     run_state["trained_at_start"] = acc.trained
-    await actors.workers.deliver(actors.workers.submit_version(orch.step), orch.step)
-    if state is None:
-        if cfg.sft.enabled:
-            run_state["eval_init"] = await evaluate(orch, cfg, sampler)
-            run_state["sft"] = await run_sft(cfg, actors, logger)
-            await actors.workers.deliver(actors.workers.submit_version(0), 0)
-        run_state["eval_before"] = await evaluate(orch, cfg, sampler)
-        logger.log(0, {f"eval/before/{k}": v for k, v in run_state["eval_before"].items()}, advance=0)
-        _print_eval("before RL", run_state["eval_before"])
-    await orch.run(cfg.pipeline.total_steps)
-    run_state["eval_after"] = await evaluate(orch, cfg, sampler)
-    logger.log(orch.step, {f"eval/after/{k}": v for k, v in run_state["eval_after"].items()}, advance=0)
-    _print_eval("after RL", run_state["eval_after"])
-    if ckpt.last_step != orch.step:
-        ckpt.request(orch)
-        await orch.drain()
+    in_rl = False
+    stopped: RunStopped | None = None
+    with Interrupts(asyncio.current_task(), graceful=orch.stop_requested.set, graceful_ok=lambda: in_rl):
+        try:
+            await actors.workers.deliver(actors.workers.submit_version(orch.step), orch.step)
+            if state is None:
+                await _before_rl(cfg, actors, orch, sampler, logger, run_state)
+            in_rl = True
+            await orch.run(cfg.pipeline.total_steps)
+            in_rl = False
+            if orch.stop_requested.is_set():  # SIGINT: no evaluation, a checkpoint of the step reached
+                stopped = _interrupted(cfg, orch, checkpointed=True)
+            else:
+                await _evaluate(cfg, orch, sampler, logger, run_state, "after")
+            if ckpt.last_step != orch.step:
+                ckpt.request(orch)
+                await orch.drain()
+        except asyncio.CancelledError:  # SIGINT outside the RL loop, or a second one
+            stopped = _interrupted(cfg, orch, checkpointed=False)
+        except RunStopped as e:
+            stopped = RunStopped(f"{e} Summary: {Path(cfg.run_dir) / 'summary.json'}", e.exit_code)
     await orch.stop()
     wall = run_state["wall_s_before"] + time.perf_counter() - t0
-    return _write_summary(cfg, acc, orch, run_state, wall)
+    summary = _write_summary(cfg, acc, orch, run_state, wall, stopped)
+    if stopped is not None:
+        raise stopped
+    return summary
+
+
+async def _before_rl(cfg: RunConfig, actors: Any, orch: Any, sampler: Any, logger: Any,
+                     run_state: dict[str, Any]) -> None:
+    """A fresh run's optional SFT warm start (with its own evaluation before it) and the evaluation before RL."""
+    from zaya_rl.pipeline.warm_start import run_sft
+
+    if cfg.sft.enabled:
+        await _evaluate(cfg, orch, sampler, None, run_state, "init")
+        run_state["sft"] = await run_sft(cfg, actors, logger)
+        await actors.workers.deliver(actors.workers.submit_version(0), 0)
+    await _evaluate(cfg, orch, sampler, logger, run_state, "before")
+
+
+async def _evaluate(cfg: RunConfig, orch: Any, sampler: Any, logger: Any, run_state: dict[str, Any],
+                    when: str) -> None:
+    """Held-out evaluation into ``run_state["eval_<when>"]``, logged (unless ``logger`` is None) and printed."""
+    from zaya_rl.pipeline.evaluate import evaluate
+
+    ev = run_state[f"eval_{when}"] = await evaluate(orch, cfg, sampler)
+    if logger is not None:
+        logger.log(orch.step, {f"eval/{when}/{k}": v for k, v in ev.items()}, advance=0)
+    if when != "init":
+        _print_eval(f"{when} RL", ev)
+
+
+def _interrupted(cfg: RunConfig, orch: Any, *, checkpointed: bool) -> RunStopped:
+    run_dir = Path(cfg.run_dir)
+    where = (f"checkpoint {step_dir(cfg.checkpoint_root, orch.step)}; continue with `zaya-rl resume {run_dir}`"
+             if checkpointed else "no new checkpoint")
+    return RunStopped(f"interrupted at step {orch.step}/{cfg.pipeline.total_steps}: {where}. "
+                      f"Summary: {run_dir / 'summary.json'}", EXIT_INTERRUPTED)
+
+
+def _log_trainer(info: dict[str, Any]) -> None:
+    """The trainer's size, device and Muon/AdamW partition, one log line per partition row."""
+    log.info("trainer: %s parameters on %s", f"{info['parameters']:,}", info["device"])
+    for row in info["partition"].splitlines():
+        log.info("trainer partition: %s", row)
 
 
 def _print_eval(label: str, ev: dict[str, float]) -> None:
@@ -120,16 +166,22 @@ def _print_eval(label: str, ev: dict[str, float]) -> None:
     print(f"[zaya-rl] held-out accuracy {label}: {ev['accuracy']:.3f} ({per_env})", flush=True)
 
 
-def _write_summary(cfg: RunConfig, acc: Accounting, orch: Any, run_state: dict[str, Any], wall: float) -> dict:
+def _write_summary(cfg: RunConfig, acc: Accounting, orch: Any, run_state: dict[str, Any], wall: float,
+                   stopped: RunStopped | None) -> dict:
+    """``summary.json``, also for a run that stopped early (``status``; missing evaluations are null)."""
     from zaya_rl.logging.plots import write_plots
 
     run_dir = Path(cfg.run_dir)
     trained_now = acc.trained - run_state.get("trained_at_start", 0)
+    before, after = run_state.get("eval_before"), run_state.get("eval_after")
+    status = "completed" if stopped is None else "interrupted" if stopped.exit_code == EXIT_INTERRUPTED else "failed"
     summary = {
-        "eval_accuracy_before": run_state["eval_before"]["accuracy"],
-        "eval_accuracy_after": run_state["eval_after"]["accuracy"],
-        "eval_before": run_state["eval_before"],
-        "eval_after": run_state["eval_after"],
+        "status": status,
+        "stop_reason": None if stopped is None else str(stopped),
+        "eval_accuracy_before": before["accuracy"] if before else None,
+        "eval_accuracy_after": after["accuracy"] if after else None,
+        "eval_before": before,
+        "eval_after": after,
         "samples_generated": acc.generated,
         "samples_trained": acc.trained,
         "samples_dropped": acc.total_dropped,
@@ -143,6 +195,8 @@ def _write_summary(cfg: RunConfig, acc: Accounting, orch: Any, run_state: dict[s
         "trainer_idle_frac": orch.trainer_idle_frac,
         "groups_resubmitted": acc.groups_resubmitted,
         "worker_restarts": acc.worker_restarts,
+        "env_errors": orch.budget.errors,
+        "warnings": orch.collapse.warnings,
     }
     if "eval_init" in run_state:
         summary["eval_accuracy_init"] = run_state["eval_init"]["accuracy"]
