@@ -77,6 +77,17 @@ def _kwargs(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _spec(name: str) -> Any:
+    """The environment's spec; an unknown name is one clean line with suggestions (``zaya-rl: unknown ...``)."""
+    from environments.registry import EnvironmentNotFound, get_spec
+    from zaya_rl.config.base import ConfigError
+
+    try:
+        return get_spec(name)
+    except EnvironmentNotFound as e:
+        raise ConfigError(str(e)) from None
+
+
 def _list(args: argparse.Namespace) -> int:
     from environments.checks import format_table
     from environments.registry import list_environments, registry_problems
@@ -91,10 +102,9 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from environments.registry import get_spec
     from environments.workers import VerifierPool, WorkerCallError
 
-    get_spec(args.name)  # unknown names fail here, with suggestions, before any worker starts
+    _spec(args.name)  # unknown names fail here, with suggestions, before any worker starts
     requests = [(args.name, _kwargs(args.kwarg), args.seed + i, args.difficulty) for i in range(args.n)]
     with VerifierPool(1, args.timeout) as pool:
         results = pool.generate_batch(requests)
@@ -113,12 +123,12 @@ def _sample(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from environments.checks import check_environment, failure_lines, levels_for
-    from environments.registry import get_spec, list_environments
+    from environments.registry import list_environments
     from environments.workers import VerifierPool
 
     if args.all == bool(args.name):
         raise SystemExit("zaya-rl envs check: give an environment NAME or --all (not both)")
-    specs = list_environments(args.category) if args.all else [get_spec(args.name)]
+    specs = list_environments(args.category) if args.all else [_spec(args.name)]
     seeds = range(args.seed, args.seed + args.n)
     results, start = [], time.monotonic()
     with VerifierPool(args.processes, args.timeout) as pool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -42,9 +43,14 @@ def test_sample_prints_prompts_and_reference_answers(capsys):
     assert "seed=2" in out
 
 
-def test_sample_unknown_name_fails_before_starting_workers(capsys):
-    with pytest.raises(KeyError, match="did you mean reverse"):
-        main(["envs", "sample", "revers"])
+@pytest.mark.parametrize("command", ["sample", "check"])
+def test_an_unknown_name_is_one_clean_line_with_suggestions(command):
+    # a subprocess, as a user sees it: before any worker starts, no traceback, the usage exit code
+    proc = subprocess.run([sys.executable, "-m", "zaya_rl.cli", "envs", command, "revers"], capture_output=True,
+                          text=True, timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("zaya-rl: unknown environment 'revers'; did you mean reverse")
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
 def test_check_passing_environment_exits_zero(capsys):

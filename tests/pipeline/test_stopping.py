@@ -119,3 +119,6 @@ def test_sigint_stops_cleanly_with_a_checkpoint_and_a_summary(tmp_path):
     resumed = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert resumed["status"] == "completed" and resumed["resumed_from"] == str(ckpt)
     assert resumed["optimizer_steps"] == steps + 1
+    assert out.splitlines()[-1].startswith(f"[zaya-rl] results in {tmp_path / 'run'}: summary.json"), out
+    log_lines = (tmp_path / "run" / "train.log").read_text().splitlines()
+    assert log_lines and all(line[:4].isdigit() for line in log_lines)  # one timestamped record per line

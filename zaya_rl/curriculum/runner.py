@@ -94,7 +94,7 @@ def _drive(cfg: RunConfig, stages: list[RunConfig], *, resuming: bool) -> dict[s
     finally:
         if owns_ray:
             ray.shutdown()
-    summary = curriculum_summary(state)
+    summary = {**curriculum_summary(state), "run_dir": str(run_dir)}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     if cfg.logging.plots:
         from zaya_rl.logging.plots import write_plots

@@ -162,8 +162,9 @@ def _log_trainer(info: dict[str, Any]) -> None:
 
 
 def _print_eval(label: str, ev: dict[str, float]) -> None:
-    per_env = ", ".join(f"{k}={v:.3f}" for k, v in ev.items() if k != "accuracy")
-    print(f"[zaya-rl] held-out accuracy {label}: {ev['accuracy']:.3f} ({per_env})", flush=True)
+    per_env = ", ".join(f"{k}={v:.3f}" for k, v in ev.items() if k not in ("accuracy", "errors"))
+    print(f"[zaya-rl] held-out accuracy {label}: {ev['accuracy']:.3f} ({per_env}; verifier errors "
+          f"{int(ev['errors'])})", flush=True)
 
 
 def _write_summary(cfg: RunConfig, acc: Accounting, orch: Any, run_state: dict[str, Any], wall: float,
@@ -174,10 +175,13 @@ def _write_summary(cfg: RunConfig, acc: Accounting, orch: Any, run_state: dict[s
     run_dir = Path(cfg.run_dir)
     trained_now = acc.trained - run_state.get("trained_at_start", 0)
     before, after = run_state.get("eval_before"), run_state.get("eval_after")
+    final_model = step_dir(cfg.checkpoint_root, orch.step) / "model"  # the checkpoint of the step reached
     status = "completed" if stopped is None else "interrupted" if stopped.exit_code == EXIT_INTERRUPTED else "failed"
     summary = {
         "status": status,
         "stop_reason": None if stopped is None else str(stopped),
+        "run_dir": str(run_dir),
+        "final_model": str(final_model) if final_model.is_dir() else None,
         "eval_accuracy_before": before["accuracy"] if before else None,
         "eval_accuracy_after": after["accuracy"] if after else None,
         "eval_before": before,
