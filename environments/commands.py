@@ -45,6 +45,8 @@ def add_parser(subparsers: Any) -> None:
     ck.add_argument("-n", type=int, default=3, help="seeds per level (default 3)")
     ck.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     ck.add_argument("--processes", type=int, default=2, help="worker processes (default 2)")
+    ck.add_argument("--generate-timeout", type=float, help="seconds one problem may take to generate (default: "
+                    "the run's pipeline.generate_timeout_s); a level slower than this is reported once")
     _pool_args(ck, timeout=60.0)
     ck.set_defaults(handler=_check)
 
@@ -125,13 +127,15 @@ def _check(args: argparse.Namespace) -> int:
     from environments.checks import check_environment, failure_lines, levels_for
     from environments.registry import list_environments
     from environments.workers import VerifierPool
+    from zaya_rl.config.schema import PipelineConfig
 
     if args.all == bool(args.name):
         raise SystemExit("zaya-rl envs check: give an environment NAME or --all (not both)")
     specs = list_environments(args.category) if args.all else [_spec(args.name)]
     seeds = range(args.seed, args.seed + args.n)
     results, start = [], time.monotonic()
-    with VerifierPool(args.processes, args.timeout) as pool:
+    bound = args.generate_timeout or PipelineConfig.model_fields["generate_timeout_s"].default
+    with VerifierPool(args.processes, args.timeout, generate_timeout_s=bound) as pool:
         for spec in specs:
             result = check_environment(
                 pool, spec, levels_for(spec, args.difficulties), seeds, _kwargs(args.kwarg)

@@ -67,6 +67,20 @@ def test_check_hanging_environment_fails_without_hanging(capsys, plugin):
     assert "FAIL  zt/hang" in out and "timeout: verify exceeded 0.5s" in out
 
 
+def test_check_time_boxes_generation_and_tries_a_slow_level_once(capsys, plugin):
+    start = time.monotonic()
+    code, out = run(capsys, "check", "zt/slow", "--difficulties", "0", "1", "2", "3", "-n", "3",
+                    "--generate-timeout", "1")
+    # before: every seed of a slow level waited out the call deadline, twice (rg/jugs: more than 200 s)
+    assert code == 1 and time.monotonic() - start < 60
+    lines = [line.strip() for line in out.splitlines()]
+    for d in (2, 3):
+        assert (f"d={d}: too slow to generate (generate exceeded 1s; worker process group killed); "
+                "not tried for other seeds") in lines
+        assert sum(f"d={d}" in line for line in lines) == 1
+    assert "FAIL  zt/slow" in out and "d=0" not in out and "d=1" not in out  # the fast levels pass
+
+
 def test_check_all_prints_a_summary_table(capsys, plugin):
     code, out = run(
         capsys, "check", "--all", "--category", "testing", "--difficulties", "0", "-n", "1", "--timeout", "1"

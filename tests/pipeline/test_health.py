@@ -11,23 +11,16 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from test_ttc import TOK, InProc, Logger, Trainer
+from inproc import arithmetic_answer, inproc_orchestrator, run_bounded
+from test_ttc import Trainer
 
 from zaya_rl.config import config_from_dict
-from zaya_rl.pipeline.accounting import Accounting
-from zaya_rl.pipeline.actors import ActorSet, WorkerSet
 from zaya_rl.pipeline.health import CollapseMonitor, ErrorBudget
 from zaya_rl.pipeline.orchestrator import Orchestrator, Window
 from zaya_rl.pipeline.records import Group, GroupSpec, Rollout
-from zaya_rl.pipeline.rollout_worker import RolloutWorker
-from zaya_rl.pipeline.scorer import Scorer
-from zaya_rl.pipeline.setup import make_sampler
 from zaya_rl.pipeline.stopping import RunStopped
-from zaya_rl.rollout.fake import ScriptedEngine
 
 G, GPS = 4, 2
-#: Bound on one in-process run (a few seconds on an idle machine).
-RUN_TIMEOUT_S = 120
 
 
 def _cfg(env: dict, **pipeline):
@@ -39,24 +32,8 @@ def _cfg(env: dict, **pipeline):
     })
 
 
-def _orchestrator(cfg, answer, trainer=None):
-    """The real orchestrator; every completion is ``answer(prompt_text)``; a real scorer pool."""
-    worker = RolloutWorker(cfg.model_dump(mode="json"), 0)
-    worker.engine = ScriptedEngine(
-        lambda ids: [*TOK.encode(answer(TOK.decode(ids)), add_special_tokens=False), TOK.eos_token_id], tokenizer=TOK)
-    scorer = Scorer(cfg.model_dump(mode="json"))
-    trainer = trainer or Trainer()
-    acc = Accounting()
-    actors = ActorSet(trainer=InProc(trainer), workers=WorkerSet([InProc(worker)], acc, trainer=InProc(trainer)),
-                      scorers=[InProc(scorer)])
-    return Orchestrator(cfg, actors, make_sampler(cfg), Logger(), acc), scorer
-
-
 def _run(orch, steps):
-    async def bounded():
-        await asyncio.wait_for(orch.run(steps), RUN_TIMEOUT_S)
-
-    asyncio.run(bounded())
+    run_bounded(orch.run(steps))
 
 
 def _group(env: str, statuses: list[str], texts: list[str] | None = None) -> Group:
@@ -83,7 +60,7 @@ def test_the_error_budget_counts_whole_failed_groups_in_a_row_per_environment():
 
 def test_a_verifier_that_always_raises_stops_the_real_orchestrator_with_its_exception():
     cfg = _cfg({"name": "chaos", "kwargs": {"raise_frac": 1.0}}, max_failed_groups=4)
-    orch, scorer = _orchestrator(cfg, lambda prompt: "Answer: 1")
+    orch, scorer = inproc_orchestrator(cfg, lambda prompt: "Answer: 1")
     try:
         with pytest.raises(RunStopped) as e:
             _run(orch, steps=3)  # before the error budget: never a step, new groups forever
@@ -105,7 +82,7 @@ def test_a_stop_request_finishes_the_step_in_flight_and_starts_no_other():
             return super().train_step(samples)
 
     trainer = StopAfterTwo()
-    orch, scorer = _orchestrator(cfg, lambda prompt: "Answer: 1", trainer)
+    orch, scorer = inproc_orchestrator(cfg, lambda prompt: "Answer: 1", trainer)
     try:
         _run(orch, steps=50)
     finally:
@@ -143,7 +120,7 @@ def test_collapse_warnings_start_after_the_window_and_rearm_after_recovery():
 
 def test_the_real_orchestrator_warns_when_every_output_is_the_same_wrong_string():
     cfg = _cfg({"name": "arithmetic", "difficulty": 0}, max_lag=0)  # sync: each step's window is GPS groups
-    orch, scorer = _orchestrator(cfg, lambda prompt: "0000000000")
+    orch, scorer = inproc_orchestrator(cfg, lambda prompt: "0000000000")
     try:
         _run(orch, steps=4)
     finally:
@@ -153,3 +130,26 @@ def test_the_real_orchestrator_warns_when_every_output_is_the_same_wrong_string(
     steps = [r for r in orch.logger.records if "train/loss" in r]
     assert [r["rollout/distinct_per_group"] for r in steps] == [1 / GPS] * 4  # one string for two prompts
     assert steps[-1]["health/warnings"] == 2.0
+
+
+
+def test_a_level_too_slow_to_generate_is_retired_and_the_run_goes_on():
+    cfg = config_from_dict({
+        "run_dir": "/tmp/unused", "rollout": {"engine": "fake", "sampling": {"max_new_tokens": 32}},
+        "algorithm": {"group_size": G},
+        "pipeline": {"groups_per_step": GPS, "max_lag": 0, "generate_timeout_s": 0.5, "scorer_processes": 2},
+        "data": {"environments": [{"name": "chaos", "difficulty": "adaptive", "kwargs": {"slow_from": 1}}],
+                 "adaptive": {"min_prompts_before_check": 1}},  # one right group at h = 0 climbs to 1
+        "canary": {"enabled": False},
+    })
+    orch, scorer = inproc_orchestrator(cfg, arithmetic_answer)
+    try:
+        _run(orch, steps=6)  # before: every level-1 draw blocked a worker for the call deadline, then failed
+    finally:
+        scorer.pool.close()
+    assert orch.step == 6 and orch.slow_levels == {"chaos": 1}
+    ladder = orch.sampler.controller.ladders["chaos"]
+    assert (ladder.h, ladder.ceiling) == (0, 0)  # the ladder climbed to 1, then stopped below it
+    assert orch.budget.errors == 0  # a retired level is not an environment error
+    steps = [r for r in orch.logger.records if "train/loss" in r]
+    assert steps[-1]["env/chaos/ceiling"] == 0.0

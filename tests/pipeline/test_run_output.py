@@ -14,9 +14,14 @@ from zaya_rl.pipeline.setup import setup_logging
 
 
 def test_held_out_accuracy_prints_the_error_count_as_a_count(capsys):
-    _print_eval("before RL", {"arithmetic": 0.1015625, "accuracy": 0.1015625, "errors": 8.0})
+    _print_eval("before RL", {"arithmetic": 0.1015625, "arithmetic/d0": 0.1015625, "accuracy": 0.1015625,
+                              "errors": 8.0})
+    _print_eval("after RL", {"rg/jugs": 0.5, "rg/jugs/d0": 0.75, "rg/jugs/d1": 0.25, "arithmetic": 1.0,
+                             "arithmetic/d3": 1.0, "accuracy": 0.75, "errors": 0.0})
     assert capsys.readouterr().out == (
-        "[zaya-rl] held-out accuracy before RL: 0.102 (arithmetic=0.102; verifier errors 8)\n")
+        "[zaya-rl] held-out accuracy before RL: 0.102 (arithmetic=0.102 (d0); verifier errors 8)\n"
+        "[zaya-rl] held-out accuracy after RL: 0.750 (rg/jugs=0.500 (d0 0.750, d1 0.250), arithmetic=1.000 (d3); "
+        "verifier errors 0)\n")
 
 
 def test_train_log_holds_one_record_per_line(tmp_path):

@@ -8,7 +8,7 @@ Cross-field checks live in ``RunConfig`` and raise errors naming the dotted fiel
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -24,6 +24,7 @@ __all__ = [  # the sections defined in gpu.py, recipe.py and stages.py belong to
 ]
 
 AdvantageName = Literal["maxrl", "dr_grpo", "grpo"]
+Level = Annotated[int, Field(ge=0)]
 AggregationMode = Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
 
 
@@ -173,6 +174,10 @@ class PipelineConfig(Section):
     """Verifier worker processes per scorer actor."""
     verify_timeout_s: float = Field(20.0, gt=0.0)
     """A verification running longer is killed and the sample marked ``error``."""
+    generate_timeout_s: float = Field(10.0, gt=0.0)
+    """A problem that takes longer to generate is abandoned (its worker killed): an adaptive environment stops
+    drawing that level and above, another draw takes its place; a fixed level counts against
+    ``max_failed_groups``."""
     scorer_resources: ActorResources = ActorResources(num_cpus=0.5)
     """Ray resources of each scorer actor."""
     max_failed_groups: int = Field(5, ge=1)
@@ -235,11 +240,23 @@ class SFTConfig(Section):
 
 class EvalConfig(Section):
     num_problems: int = Field(64, ge=0)
-    """Held-out problems per environment (seeds disjoint from training) for before/after accuracy."""
+    """Held-out problems per environment and level (seeds disjoint from training) for before/after accuracy."""
+    difficulty: Literal["train_levels"] | Level | list[Level] | None = None
+    """Levels evaluated, accuracy reported per level: None, each environment's fixed training level (an adaptive
+    one's lowest; before and after see the same problems); a level or a list of levels for every environment;
+    ``train_levels``, the levels training draws from when the evaluation runs (an adaptive environment's window
+    below its current top level h: after RL, the difficulty training reached)."""
     every_steps: int = Field(0, ge=0)
     """Also evaluate every N optimizer steps (0: only before and after)."""
     temperature: float = Field(0.0, ge=0.0)
     """Evaluation sampling temperature (0: greedy)."""
+
+    @model_validator(mode="after")
+    def _levels(self) -> EvalConfig:
+        d = self.difficulty
+        if isinstance(d, list) and (not d or len(set(d)) < len(d)):
+            raise ValueError(f"eval.difficulty: a list of distinct levels is required, got {self.difficulty}")
+        return self
 
 
 class CheckpointConfig(Section):

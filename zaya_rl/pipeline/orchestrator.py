@@ -122,6 +122,7 @@ class Orchestrator:
         self.budget = ErrorBudget(cfg.pipeline.max_failed_groups)
         self.collapse = CollapseMonitor(cfg.logging.collapse_window, cfg.logging.collapse_distinct_per_group)
         self.stop_requested = asyncio.Event()  # set by SIGINT (pipeline.stopping.Interrupts)
+        self.slow_levels: dict[str, int] = {}  # env -> lowest level retired as too slow to generate
         self.window = Window()
         self.trainer_busy_s = 0.0
         self.trainer_idle_frac: float | None = None
@@ -148,6 +149,11 @@ class Orchestrator:
         try:
             problem = problem if problem is not None else await scorer.make_problem.remote(asdict(draw))
         except Exception as e:  # noqa: BLE001 - an environment that fails to generate must not kill the run
+            # Too slow (pipeline.generate_timeout_s): an adaptive environment stops drawing the level, and the
+            # admission loop draws a replacement; `status` reaches through Ray's RayTaskError to the cause.
+            if getattr(e, "status", None) == "timeout" and self.sampler.retire_level(env, draw.difficulty):
+                self._on_slow_level(env, draw.difficulty)
+                return None
             log.error("environment %s failed to generate seed=%d difficulty=%d: %s", env, draw.seed,
                       draw.difficulty, e)
             self.budget.problem_failed(env, str(e))  # raises RunStopped once the budget is spent
@@ -189,6 +195,13 @@ class Orchestrator:
             self.ready.append((group, kept))
         else:
             self.draws.pop(group.spec.group_id, None)
+
+    def _on_slow_level(self, env: str, level: int) -> None:
+        if level < self.slow_levels.get(env, level + 1):
+            self.slow_levels[env] = level
+            log.warning("environment %s: a problem at difficulty %d took longer than pipeline.generate_timeout_s="
+                        "%g s to generate; levels >= %d are no longer drawn", env, level,
+                        self.cfg.pipeline.generate_timeout_s, level)
 
     def _show(self, **fields: Any) -> None:
         """Pin counters to the progress bar (``MetricsLogger.show``) between optimizer steps."""

@@ -51,7 +51,7 @@ def evaluate_target(target: str | Path, overrides: list[str] | None = None) -> d
     from zaya_rl.pipeline.actors import create_actors
 
     target = Path(target)
-    model_path = None
+    model_path, ckpt = None, None
     if target.is_file():
         cfg = load_config(target, overrides)
     elif (target / "config.yaml").is_file():
@@ -64,7 +64,7 @@ def evaluate_target(target: str | Path, overrides: list[str] | None = None) -> d
         model_path = str(ckpt / "model") if ckpt else None
     elif (target / "model").is_dir() and (target.parent.parent / "config.yaml").is_file():
         cfg = load_config(target.parent.parent / "config.yaml", overrides)
-        model_path = str(target / "model")
+        ckpt, model_path = target, str(target / "model")
     else:
         raise ConfigError(f"{target}: not a config file, a run folder or a checkpoint folder")
     if model_path:
@@ -72,18 +72,21 @@ def evaluate_target(target: str | Path, overrides: list[str] | None = None) -> d
     owns_ray = init_ray(cfg)
     actors = create_actors(cfg, Accounting(), with_trainer=False)
     try:
-        return asyncio.run(_eval_only(cfg, actors)) | {"model": model_path or "config start model"}
+        return asyncio.run(_eval_only(cfg, actors, ckpt)) | {"model": model_path or "config start model"}
     finally:
         actors.kill()
         if owns_ray:
             ray.shutdown()
 
 
-async def _eval_only(cfg: RunConfig, actors: Any) -> dict[str, float]:
+async def _eval_only(cfg: RunConfig, actors: Any, ckpt: Path | None) -> dict[str, float]:
     from zaya_rl.pipeline.evaluate import evaluate
     from zaya_rl.pipeline.orchestrator import Orchestrator
+    from zaya_rl.trainer.checkpoint import load_orchestrator_part
 
     sampler = make_sampler(cfg)
+    if ckpt is not None:  # the ladders the checkpoint reached (eval.difficulty=train_levels)
+        sampler.load_state_dict(load_orchestrator_part(ckpt)["sampler"])
     await actors.workers.refresh_incarnations()
     orch = Orchestrator(cfg, actors, sampler, logger=None, accounting=Accounting())
     return await evaluate(orch, cfg, sampler)

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import random
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -162,7 +163,10 @@ def _log_trainer(info: dict[str, Any]) -> None:
 
 
 def _print_eval(label: str, ev: dict[str, float]) -> None:
-    per_env = ", ".join(f"{k}={v:.3f}" for k, v in ev.items() if k not in ("accuracy", "errors"))
+    from zaya_rl.pipeline.evaluate import level_summary
+
+    envs = [k for k in ev if k not in ("accuracy", "errors") and not re.search(r"/d\d+$", k)]
+    per_env = ", ".join(f"{env}={ev[env]:.3f} {level_summary(ev, env)}" for env in envs)
     print(f"[zaya-rl] held-out accuracy {label}: {ev['accuracy']:.3f} ({per_env}; verifier errors "
           f"{int(ev['errors'])})", flush=True)
 
@@ -200,6 +204,7 @@ def _write_summary(cfg: RunConfig, acc: Accounting, orch: Any, run_state: dict[s
         "groups_resubmitted": acc.groups_resubmitted,
         "worker_restarts": acc.worker_restarts,
         "env_errors": orch.budget.errors,
+        "slow_levels": orch.slow_levels,
         "warnings": orch.collapse.warnings,
     }
     if "eval_init" in run_state:

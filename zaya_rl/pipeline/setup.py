@@ -73,20 +73,22 @@ def make_sampler(cfg: RunConfig, seed_offset: int = 0) -> Any:
 def preflight(cfg: RunConfig, *, check_model_path: bool = True) -> None:
     """Checks that need the environment registry or the filesystem, before Ray or any actor starts.
 
-    Raises ``ConfigError`` naming the field: an unknown or misspelt environment, a fixed level outside its
-    environment's range, a ``model.path`` that is not a checkpoint folder (unless ``check_model_path`` is
+    Raises ``ConfigError`` naming the field: an unknown or misspelt environment, a fixed level (training or
+    ``eval.difficulty``) outside its environment's range, a ``model.path`` that is not a checkpoint folder (unless ``check_model_path`` is
     False: a curriculum stage's path is the previous stage's checkpoint, written later), a missing reward model.
     """
     from zaya_rl.config import ConfigError
     from zaya_rl.pipeline.behavioral import check_reward_model
+    from zaya_rl.pipeline.evaluate import eval_levels
 
     if check_model_path and cfg.model.path is not None and not (Path(cfg.model.path) / "config.json").is_file():
         raise ConfigError(f"model.path: {cfg.model.path} is not an HF checkpoint folder (no config.json)")
     try:
-        make_sampler(cfg)  # resolves every environment name and checks fixed levels against its range
+        # resolves every environment name and checks fixed training and evaluation levels against its range
+        eval_levels(cfg, make_sampler(cfg))
     except (ValueError, KeyError) as e:
         msg = str(e).strip("'\"")
-        raise ConfigError(msg if msg.startswith("data.") else f"data.environments: {msg}") from None
+        raise ConfigError(msg if msg.startswith(("data.", "eval.")) else f"data.environments: {msg}") from None
     if cfg.behavioral.enabled:
         try:
             check_reward_model(cfg)
