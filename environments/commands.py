@@ -95,11 +95,11 @@ def _list(args: argparse.Namespace) -> int:
     from environments.registry import list_environments, registry_problems
 
     specs = list_environments(args.category)
-    rows = [[s.name, s.category, s.difficulty_range, s.source] for s in specs]
-    print(format_table(rows, ("name", "category", "difficulty", "source")))
+    rows = [[s.name, s.category, s.difficulty_range, s.source, s.note] for s in specs]
+    print(format_table(rows, ("name", "category", "difficulty", "source", "note")))
     print(f"\n{len(specs)} environments")
-    for ep, why in sorted(registry_problems().items()):
-        print(f"note: entry point {ep!r}: {why}")
+    for name, why in sorted(registry_problems().items()):
+        print(f"note: {name!r}: {why}")
     return 0
 
 

@@ -24,10 +24,10 @@ def test_list_filters_by_category_and_reports_broken_plugins(capsys, plugin):
     code, out = run(capsys, "list", "--category", "tiny")
     lines = out.splitlines()
     assert code == 0
-    assert lines[0].split() == ["name", "category", "difficulty", "source"]
+    assert lines[0].split() == ["name", "category", "difficulty", "source", "note"]
     assert lines[1].split() == ["arithmetic", "tiny", "0..7", "zaya-rl"]
     assert "4 environments" in out
-    assert "note: entry point 'zt_broken': failed to load entry point" in out
+    assert "note: 'zt_broken': failed to load entry point" in out
 
 
 def test_sample_prints_prompts_and_reference_answers(capsys):
