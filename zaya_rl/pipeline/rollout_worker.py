@@ -2,7 +2,8 @@
 
 Endpoints: ``generate_group`` (G completions of one problem), ``update_weights`` (in flight: the engine
 applies them between decode steps while other groups keep decoding), ``incarnation`` (changes when Ray
-restarts the actor, so the orchestrator can count restarts and re-send the current weights).
+restarts the actor, so the orchestrator can count restarts and re-send the current weights),
+``groups_in_flight`` (``generate_group`` calls running now; fault drills wait for one before a kill).
 
 The worker applies the chat template and decodes completions; the engine sees only token ids. Because
 this is an async actor, many ``generate_group`` calls are in flight at once and the engine batches them.
@@ -32,9 +33,13 @@ class RolloutWorker:
         self.index = worker_index
         self._incarnation = f"{worker_index}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.engine, self.tokenizer = build_engine(self.cfg)
+        self._groups_in_flight = 0
 
     def incarnation(self) -> str:
         return self._incarnation
+
+    def groups_in_flight(self) -> int:
+        return self._groups_in_flight
 
     def pid(self) -> int:
         """Process id (fault drills kill it to test restarts)."""
@@ -94,7 +99,11 @@ class RolloutWorker:
             )
             for i in range(n)
         ]
-        results = await asyncio.gather(*(self.engine.generate(r) for r in requests))
+        self._groups_in_flight += 1
+        try:
+            results = await asyncio.gather(*(self.engine.generate(r) for r in requests))
+        finally:
+            self._groups_in_flight -= 1
         return [self._to_rollout(spec, i, res, env_canary) for i, res in enumerate(results)]
 
     def _to_rollout(
