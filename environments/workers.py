@@ -64,6 +64,9 @@ class WorkerCallError(RuntimeError):
         super().__init__(f"{status}: {reason}")
         self.status, self.reason = status, reason
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # picklable, so it crosses Ray (Scorer.make_problem)
+        return type(self), (self.status, self.reason)
+
 
 class _Worker:
     """Parent-side handle of one worker process."""

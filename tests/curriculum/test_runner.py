@@ -146,3 +146,18 @@ def test_train_refuses_a_folder_that_holds_a_curriculum_and_resume_refuses_a_cha
     cfg_path.write_text(cfg_path.read_text().replace("steps: 4", "steps: 5"))
     with pytest.raises(ConfigError, match="was written for stages"):
         run.resume(tmp_path / "run")
+
+
+def test_an_interrupted_stage_tells_to_resume_the_curriculum_not_the_stage(scripted, tmp_path, monkeypatch):
+    from zaya_rl.pipeline.stopping import EXIT_INTERRUPTED, RunStopped
+
+    def interrupted(cfg):  # what session.train_run raises after Ctrl-C: resume names the stage's folder
+        Path(cfg.run_dir).mkdir(parents=True)
+        raise RunStopped("interrupted at step 1/3: checkpoint c, summary s", EXIT_INTERRUPTED, cfg.run_dir)
+
+    monkeypatch.setattr(session, "train_run", interrupted)
+    with pytest.raises(RunStopped) as e:
+        run.train(_cfg(tmp_path))
+    assert e.value.exit_code == EXIT_INTERRUPTED
+    assert str(e.value) == ("interrupted at step 1/3: checkpoint c, summary s; "
+                            f"continue with `zaya-rl resume {tmp_path / 'run'}`")

@@ -110,8 +110,8 @@ def test_sigint_stops_cleanly_with_a_checkpoint_and_a_summary(tmp_path):
     ckpt = latest_checkpoint(tmp_path / "run" / "checkpoints")
     assert ckpt == step_dir(tmp_path / "run" / "checkpoints", steps)  # the step reached, complete
     assert json.loads((ckpt / "orchestrator.json").read_text())["step"] == steps
-    assert _last_line(err) == (f"zaya-rl: interrupted at step {steps}/200: checkpoint {ckpt}; continue with "
-                               f"`zaya-rl resume {tmp_path / 'run'}`. Summary: {tmp_path / 'run' / 'summary.json'}")
+    assert _last_line(err) == (f"zaya-rl: interrupted at step {steps}/200: checkpoint {ckpt}, summary "
+                               f"{tmp_path / 'run' / 'summary.json'}; continue with `zaya-rl resume {tmp_path / 'run'}`")
     assert summary["samples_generated"] == summary["samples_trained"] + summary["samples_dropped"]
     print(f"stopped {time.monotonic() - t0:.1f} s after SIGINT")
     code, out, err = _finish(_zaya("resume", str(tmp_path / "run"), f"pipeline.total_steps={steps + 1}"))

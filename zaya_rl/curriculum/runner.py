@@ -44,6 +44,7 @@ from zaya_rl.curriculum.state import (
     stage_result,
 )
 from zaya_rl.paths import latest_checkpoint
+from zaya_rl.pipeline.stopping import RunStopped
 
 
 def run_curriculum(cfg: RunConfig) -> dict[str, Any]:
@@ -91,6 +92,9 @@ def _drive(cfg: RunConfig, stages: list[RunConfig], *, resuming: bool) -> dict[s
     try:
         for k in todo:
             _run_stage(state, boundaries, k, stages[k], resuming=resuming)
+    except RunStopped as e:  # a stage stopped early: the curriculum, not the stage folder, is what resumes
+        e.resume_dir = str(run_dir) if e.resume_dir else None
+        raise
     finally:
         if owns_ray:
             ray.shutdown()

@@ -154,9 +154,10 @@ class Orchestrator:
             if getattr(e, "status", None) == "timeout" and self.sampler.retire_level(env, draw.difficulty):
                 self._on_slow_level(env, draw.difficulty)
                 return None
+            reason = str(getattr(e, "cause", None) or e)  # Ray's RayTaskError: the scorer's exception, no traceback
             log.error("environment %s failed to generate seed=%d difficulty=%d: %s", env, draw.seed,
-                      draw.difficulty, e)
-            self.budget.problem_failed(env, str(e))  # raises RunStopped once the budget is spent
+                      draw.difficulty, reason)
+            self.budget.problem_failed(env, reason)  # raises RunStopped once the budget is spent
             self._show(err=self.budget.errors)
             return None
         gid = self.next_group_id

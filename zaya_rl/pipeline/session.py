@@ -114,7 +114,7 @@ async def _main(cfg: RunConfig, actors: Any, acc: Accounting, logger: Any, check
         except asyncio.CancelledError:  # SIGINT outside the RL loop, or a second one
             stopped = _interrupted(cfg, orch, checkpointed=False)
         except RunStopped as e:
-            stopped = RunStopped(f"{e} Summary: {Path(cfg.run_dir) / 'summary.json'}", e.exit_code)
+            stopped = RunStopped(f"{e} Summary: {Path(cfg.run_dir) / 'summary.json'}", e.exit_code, e.resume_dir)
     await orch.stop()
     wall = run_state["wall_s_before"] + time.perf_counter() - t0
     summary = _write_summary(cfg, acc, orch, run_state, wall, stopped)
@@ -149,10 +149,9 @@ async def _evaluate(cfg: RunConfig, orch: Any, sampler: Any, logger: Any, run_st
 
 def _interrupted(cfg: RunConfig, orch: Any, *, checkpointed: bool) -> RunStopped:
     run_dir = Path(cfg.run_dir)
-    where = (f"checkpoint {step_dir(cfg.checkpoint_root, orch.step)}; continue with `zaya-rl resume {run_dir}`"
-             if checkpointed else "no new checkpoint")
-    return RunStopped(f"interrupted at step {orch.step}/{cfg.pipeline.total_steps}: {where}. "
-                      f"Summary: {run_dir / 'summary.json'}", EXIT_INTERRUPTED)
+    where = f"checkpoint {step_dir(cfg.checkpoint_root, orch.step)}" if checkpointed else "no new checkpoint"
+    return RunStopped(f"interrupted at step {orch.step}/{cfg.pipeline.total_steps}: {where}, summary "
+                      f"{run_dir / 'summary.json'}", EXIT_INTERRUPTED, str(run_dir) if checkpointed else None)
 
 
 def _log_trainer(info: dict[str, Any]) -> None:

@@ -22,11 +22,18 @@ EXIT_FAILED = 1
 
 
 class RunStopped(RuntimeError):
-    """The run ended before its last step; ``str(e)`` is the one line ``zaya-rl`` prints."""
+    """The run ended before its last step; ``str(e)`` is the one line ``zaya-rl`` prints.
 
-    def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
+    ``resume_dir``: the folder ``zaya-rl resume`` continues from (a checkpoint was written); a curriculum
+    runner replaces a stage's folder with the curriculum's.
+    """
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILED, resume_dir: str | None = None) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        self.message, self.exit_code, self.resume_dir = message, exit_code, resume_dir
+
+    def __str__(self) -> str:
+        return self.message + (f"; continue with `zaya-rl resume {self.resume_dir}`" if self.resume_dir else "")
 
 
 class Interrupts:
