@@ -104,6 +104,8 @@ class Environment(ABC):
         min_difficulty: lowest difficulty level.
         max_difficulty: highest difficulty level, or None for an unbounded ladder.
         source: where the environment comes from (a package name, or "zaya_rl").
+        note: shown beside it by ``zaya-rl envs list``, e.g. levels of a wrapped generator it does not offer
+            and why ("levels 2..3 not offered: one problem takes more than 5 s to generate").
     """
 
     name: ClassVar[str]
@@ -111,6 +113,7 @@ class Environment(ABC):
     min_difficulty: ClassVar[int] = 0
     max_difficulty: ClassVar[int | None] = None
     source: ClassVar[str] = "zaya_rl"
+    note: ClassVar[str] = ""
 
     @abstractmethod
     def generate(self, seed: int, difficulty: int) -> Problem:

@@ -5,6 +5,12 @@ must be identical; the environment's ``reference_response`` must verify with acc
 ``wrong_response`` with accuracy 0. Every call goes through the pool, so a hanging or crashing
 environment becomes a timeout/error line in the report instead of hanging the command.
 
+Generation is time-boxed (the pool's ``generate_timeout_s``, by default the run's
+``pipeline.generate_timeout_s``): each level is first probed with one problem, and a level whose probe
+times out is reported once and not tried again, so a slow level costs one bound, not one per seed. An
+offered level (inside the environment's range) that cannot generate within the bound is a failure: a run
+would abandon those problems.
+
 Verdict: ``PASS``, or ``FAIL`` on any generation error or timeout, non-determinism, verifier error,
 accepted wrong answer, or rejected reference. Environments without a reference answer (the verifier
 validates solutions instead) are checked for everything else and marked ``no-ref``.
@@ -74,8 +80,15 @@ def check_environment(
 ) -> EnvCheck:
     """Run the checks of the module docstring for one environment."""
     result = EnvCheck(spec.name)
-    requests = [(spec.name, dict(env_kwargs or {}), s, d) for d in difficulties for s in seeds]
+    kwargs = dict(env_kwargs or {})
+    requests = [(spec.name, kwargs, s, d) for d in difficulties for s in seeds]
     result.problems = len(requests)
+    probes = pool.generate_batch([(spec.name, kwargs, seeds[0], d) for d in difficulties])
+    slow = {d: p for d, p in zip(difficulties, probes, strict=True)
+            if isinstance(p, WorkerCallError) and p.status == "timeout"}
+    for d, p in slow.items():
+        result.failures.append(f"d={d}: too slow to generate ({p.reason}); not tried for other seeds")
+    requests = [r for r in requests if r[3] not in slow]
     first, second = pool.generate_batch(requests), pool.generate_batch(requests)
     problems: list[Problem] = []
     for (_, _, seed, d), a, b in zip(requests, first, second, strict=True):

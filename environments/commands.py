@@ -45,6 +45,8 @@ def add_parser(subparsers: Any) -> None:
     ck.add_argument("-n", type=int, default=3, help="seeds per level (default 3)")
     ck.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     ck.add_argument("--processes", type=int, default=2, help="worker processes (default 2)")
+    ck.add_argument("--generate-timeout", type=float, help="seconds one problem may take to generate (default: "
+                    "the run's pipeline.generate_timeout_s); a level slower than this is reported once")
     _pool_args(ck, timeout=60.0)
     ck.set_defaults(handler=_check)
 
@@ -77,24 +79,34 @@ def _kwargs(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _spec(name: str) -> Any:
+    """The environment's spec; an unknown name is one clean line with suggestions (``zaya-rl: unknown ...``)."""
+    from environments.registry import EnvironmentNotFound, get_spec
+    from zaya_rl.config.base import ConfigError
+
+    try:
+        return get_spec(name)
+    except EnvironmentNotFound as e:
+        raise ConfigError(str(e)) from None
+
+
 def _list(args: argparse.Namespace) -> int:
     from environments.checks import format_table
     from environments.registry import list_environments, registry_problems
 
     specs = list_environments(args.category)
-    rows = [[s.name, s.category, s.difficulty_range, s.source] for s in specs]
-    print(format_table(rows, ("name", "category", "difficulty", "source")))
+    rows = [[s.name, s.category, s.difficulty_range, s.source, s.note] for s in specs]
+    print(format_table(rows, ("name", "category", "difficulty", "source", "note")))
     print(f"\n{len(specs)} environments")
-    for ep, why in sorted(registry_problems().items()):
-        print(f"note: entry point {ep!r}: {why}")
+    for name, why in sorted(registry_problems().items()):
+        print(f"note: {name!r}: {why}")
     return 0
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from environments.registry import get_spec
     from environments.workers import VerifierPool, WorkerCallError
 
-    get_spec(args.name)  # unknown names fail here, with suggestions, before any worker starts
+    _spec(args.name)  # unknown names fail here, with suggestions, before any worker starts
     requests = [(args.name, _kwargs(args.kwarg), args.seed + i, args.difficulty) for i in range(args.n)]
     with VerifierPool(1, args.timeout) as pool:
         results = pool.generate_batch(requests)
@@ -113,15 +125,17 @@ def _sample(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from environments.checks import check_environment, failure_lines, levels_for
-    from environments.registry import get_spec, list_environments
+    from environments.registry import list_environments
     from environments.workers import VerifierPool
+    from zaya_rl.config.schema import PipelineConfig
 
     if args.all == bool(args.name):
         raise SystemExit("zaya-rl envs check: give an environment NAME or --all (not both)")
-    specs = list_environments(args.category) if args.all else [get_spec(args.name)]
+    specs = list_environments(args.category) if args.all else [_spec(args.name)]
     seeds = range(args.seed, args.seed + args.n)
     results, start = [], time.monotonic()
-    with VerifierPool(args.processes, args.timeout) as pool:
+    bound = args.generate_timeout or PipelineConfig.model_fields["generate_timeout_s"].default
+    with VerifierPool(args.processes, args.timeout, generate_timeout_s=bound) as pool:
         for spec in specs:
             result = check_environment(
                 pool, spec, levels_for(spec, args.difficulties), seeds, _kwargs(args.kwarg)

@@ -11,6 +11,10 @@ Source: arXiv 2511.07317 (RLVE) and ``Zhiyuan-Zeng/RLVE:slime/ray/rollout_data_s
   >= ``accuracy_to_advance`` (0.9); the counters are reset whether or not h moved;
 * h never decreases, and stops at the environment's ``max_difficulty``.
 
+Not in RLVE: a level whose problems take too long to generate (``pipeline.generate_timeout_s``) is
+*retired* (``retire``): the ladder's ceiling drops below it, h with it if needed, and neither it nor
+any level above is drawn again in this run (the ceiling is checkpointed).
+
 The check runs at the end of each ``observe`` call, which passes one group's results: like RLVE's
 slime loop (once per rollout batch), a check may see more than the minimum when a group straddles it.
 This module is pure: no I/O, no global RNG (the caller passes a ``random.Random``); ``state_dict`` is
@@ -40,12 +44,14 @@ class Ladder:
         hits: summed accuracy of the counted results at h since the last check.
         count: number of counted results at h since the last check.
         last_accuracy: accuracy at the last check (None before the first).
+        ceiling: highest level still drawn after slow levels were retired (None: none retired).
     """
 
     h: int = 0
     hits: float = 0.0
     count: int = 0
     last_accuracy: float | None = None
+    ceiling: int | None = None
 
 
 class AdaptiveDifficulty:
@@ -111,17 +117,34 @@ class AdaptiveDifficulty:
             return False
         accuracy = ladder.hits / ladder.count
         ladder.last_accuracy, ladder.hits, ladder.count = accuracy, 0.0, 0
-        top = self.max_difficulty[env]
+        top = self.top(env)
         if accuracy >= self.config.accuracy_to_advance - _ACC_EPS and (top is None or ladder.h < top):
             ladder.h += 1
             return True
         return False
+
+    def top(self, env: str) -> int | None:
+        """The highest level the ladder may reach: ``max_difficulty``, lowered by retired levels."""
+        ceiling, top = self._ladder(env).ceiling, self.max_difficulty[env]
+        return top if ceiling is None else ceiling if top is None else min(top, ceiling)
+
+    def retire(self, env: str, level: int) -> bool:
+        """Stop drawing ``level`` and above (too slow to generate); False when nothing lower is left."""
+        ladder = self._ladder(env)
+        if level <= 0:
+            return False
+        ladder.ceiling = min(level - 1, ladder.ceiling if ladder.ceiling is not None else level - 1)
+        if ladder.h > ladder.ceiling:
+            ladder.h, ladder.hits, ladder.count = ladder.ceiling, 0.0, 0
+        return True
 
     def metrics(self) -> dict[str, float]:
         """``env/<name>/difficulty`` (h) and ``env/<name>/acc_at_h`` (running accuracy at h, else last check)."""
         out: dict[str, float] = {}
         for name, ladder in self.ladders.items():
             out[f"env/{name}/difficulty"] = float(ladder.h)
+            if ladder.ceiling is not None:
+                out[f"env/{name}/ceiling"] = float(ladder.ceiling)
             acc = ladder.hits / ladder.count if ladder.count else ladder.last_accuracy
             if acc is not None:
                 out[f"env/{name}/acc_at_h"] = acc

@@ -9,6 +9,9 @@ repository. An entry point names either
   families under a namespace, e.g. ``rlve = "environments.adapters.rlve:provide"`` gives ``rlve/Sorting``
   and 399 more. A provider whose backing package is missing raises ``EnvironmentUnavailable``; its names
   are then absent from the listing, and the reason is logged once and returned by ``registry_problems``.
+  A provider may carry an ``excluded`` attribute, a callable returning ``{name: why}`` for members it does
+  not offer (too slow to generate, broken upstream): those appear in ``registry_problems`` too, and an
+  attempt to use one says why.
 
 Lookups load as little as possible: ``get_spec("arithmetic")`` loads only the entry point named
 ``arithmetic``; ``get_spec("rlve/Sorting")`` loads the entry point named by the namespace (``rlve``) first;
@@ -59,6 +62,7 @@ class EnvSpec:
         max_difficulty: highest level, or None for an unbounded ladder.
         source: the package the environment comes from: the class's ``source`` when it sets one (adapters
             name the package they wrap), else the distribution that declares the entry point.
+        note: the class's ``note`` (e.g. levels it does not offer and why).
         entry_point: ``name = value`` of the entry point that registered it.
         cls: the Environment subclass; ``create`` instantiates it.
     """
@@ -70,6 +74,7 @@ class EnvSpec:
     source: str
     entry_point: str
     cls: type[Environment]
+    note: str = ""
 
     def create(self, **kwargs: Any) -> Environment:
         """Instantiate the environment; a bad keyword names the environment and the keyword."""
@@ -105,7 +110,7 @@ class _Registry:
                 return
             self._loaded.add(key)
             try:
-                classes = _classes_of(ep)
+                classes, excluded = _classes_of(ep), _excluded_by(ep)
             except EnvironmentUnavailable as e:
                 self._problem(ep.name, f"unavailable: {e}", logging.INFO)
                 return
@@ -115,6 +120,8 @@ class _Registry:
             dist = ep.dist.name if ep.dist is not None else "unknown"
             for cls in classes:
                 self._add(cls, key, dist)
+            for name, why in excluded.items():
+                self._problem(name, f"not offered: {why}", logging.DEBUG)
 
     def _add(self, cls: type[Environment], key: str, dist: str) -> None:
         if cls.name in self.specs:
@@ -130,6 +137,7 @@ class _Registry:
             source=cls.source if cls.source != Environment.source else dist,
             entry_point=key,
             cls=cls,
+            note=cls.note,
         )
 
     def _problem(self, ep_name: str, message: str, level: int = logging.WARNING) -> None:
@@ -164,6 +172,12 @@ def _classes_of(ep: EntryPoint) -> list[type[Environment]]:
     return classes
 
 
+def _excluded_by(ep: EntryPoint) -> dict[str, str]:
+    """A provider's ``excluded()`` (members it does not offer, with the reason); {} for anything else."""
+    excluded = getattr(ep.load(), "excluded", None)
+    return dict(excluded()) if callable(excluded) else {}
+
+
 _REGISTRY = _Registry()
 
 
@@ -180,6 +194,8 @@ def get_spec(name: str) -> EnvSpec:
 
 
 def _not_found_message(name: str) -> str:
+    if name in _REGISTRY.problems:  # a provider's member it does not offer
+        return f"environment {name!r} is {_REGISTRY.problems[name]}"
     msg = f"unknown environment {name!r}"
     namespace = name.split(NAMESPACE_SEP, 1)[0]
     if NAMESPACE_SEP in name and namespace in _REGISTRY.problems:

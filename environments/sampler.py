@@ -21,7 +21,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import random
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -120,19 +120,28 @@ class MixtureSampler:
             return False
         return self.controller.observe(env, difficulty, accuracies)
 
-    def eval_draws(self, per_env: int, difficulty: Callable[[str], int] | None = None) -> list[Draw]:
-        """Held-out problems: ``per_env`` seeds per environment from EVAL_SEED_BASE, the same in every run.
+    def retire_level(self, env: str, level: int) -> bool:
+        """A level of ``env`` was too slow to generate: True when the stream no longer draws it (an adaptive
+        environment's ladder stops below it), False when it cannot avoid it (a fixed level, level 0)."""
+        return env in self.controller.ladders and self.controller.retire(env, level)
 
-        The level is ``difficulty(env)`` when given, else the entry's fixed level or the adaptive h.
+    def train_levels(self, env: str) -> list[int]:
+        """The levels the stream draws ``env`` from now: its fixed level, or the adaptive window."""
+        entry = next(e for e in self.entries if e.name == env)
+        if entry.difficulty != "adaptive":
+            return [entry.difficulty]
+        lo, hi = self.controller.window(env)
+        return list(range(lo, hi + 1))
+
+    def eval_draws(self, per_env: int, levels: Mapping[str, Sequence[int]] | None = None) -> list[Draw]:
+        """Held-out problems: ``per_env`` seeds from EVAL_SEED_BASE per environment and level, the same in
+        every run. ``levels[env]`` (default: the entry's fixed level, or the adaptive h) lists the levels.
         """
         draws = []
         for e in self.entries:
-            level = (
-                difficulty(e.name) if difficulty is not None
-                else self.controller.window(e.name)[1] if e.difficulty == "adaptive"
-                else e.difficulty
-            )  # fmt: skip
-            draws += [Draw(e.name, EVAL_SEED_BASE + j, level, dict(e.kwargs)) for j in range(per_env)]
+            env_levels = levels[e.name] if levels is not None else [self.train_levels(e.name)[-1]]
+            draws += [Draw(e.name, EVAL_SEED_BASE + j, level, dict(e.kwargs))
+                      for level in env_levels for j in range(per_env)]
         return draws
 
     def metrics(self) -> dict[str, float]:

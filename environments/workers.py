@@ -64,6 +64,9 @@ class WorkerCallError(RuntimeError):
         super().__init__(f"{status}: {reason}")
         self.status, self.reason = status, reason
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # picklable, so it crosses Ray (Scorer.make_problem)
+        return type(self), (self.status, self.reason)
+
 
 class _Worker:
     """Parent-side handle of one worker process."""
@@ -150,6 +153,8 @@ class VerifierPool:
     Args:
         num_processes: worker processes (calls beyond this many wait for a free worker).
         timeout_s: deadline of one call; past it the worker's process group is killed.
+        generate_timeout_s: deadline of one ``generate`` call (None: ``timeout_s``); a problem that takes
+            longer returns ``WorkerCallError("timeout", ...)``, so a slow level never blocks a worker for long.
         memory_limit_mb: address-space cap (``RLIMIT_AS``) of each worker; None for no cap.
         nice: niceness increment of each worker (lower priority than the trainer).
         preload: ``(env_name, env_kwargs)`` pairs each worker instantiates before it counts as started.
@@ -162,17 +167,20 @@ class VerifierPool:
         num_processes: int = 1,
         timeout_s: float = 20.0,
         *,
+        generate_timeout_s: float | None = None,
         memory_limit_mb: int | None = 4096,
         nice: int = 10,
         preload: Sequence[tuple[str, dict[str, Any]]] = (),
         startup_timeout_s: float = 120.0,
         log_path: str | None = None,
     ) -> None:
-        if num_processes < 1 or timeout_s <= 0:
+        if num_processes < 1 or timeout_s <= 0 or (generate_timeout_s is not None and generate_timeout_s <= 0):
             raise ValueError(
-                f"VerifierPool: need num_processes >= 1 and timeout_s > 0, got {num_processes}, {timeout_s}"
+                f"VerifierPool: need num_processes >= 1 and timeouts > 0, got {num_processes}, {timeout_s}, "
+                f"{generate_timeout_s}"
             )
         self.timeout_s, self.startup_timeout_s, self._log_path = timeout_s, startup_timeout_s, log_path
+        self._op_timeout = {"generate": generate_timeout_s or timeout_s}
         self._settings = {
             "nice": nice, "memory_limit_mb": memory_limit_mb, "parent_pid": os.getpid(),
             "preload": [[name, dict(kwargs)] for name, kwargs in preload],
@@ -324,6 +332,9 @@ class VerifierPool:
             self._checkin(self._start(1)[0])
         return how
 
+    def _limit(self, op: str) -> float:
+        return self._op_timeout.get(op, self.timeout_s)
+
     def _run(self, requests: list[dict[str, Any]]) -> list[tuple[str, Any]]:
         """Send each request to a free worker, collect replies, enforce deadlines; returns (status, payload)."""
         results: list[tuple[str, Any] | None] = [None] * len(requests)
@@ -339,7 +350,7 @@ class VerifierPool:
                     except OSError:  # died while idle
                         results[i] = ("error", f"worker died before the call ({self._replace(w, 'crashes')})")
                         continue
-                    busy[w.fd] = (w, i, time.monotonic() + self.timeout_s)
+                    busy[w.fd] = (w, i, time.monotonic() + self._limit(requests[i]["op"]))
                     poller.register(w.fd, select.POLLIN)
                 if busy:
                     self._collect(busy, poller, results, requests)
@@ -384,7 +395,7 @@ class VerifierPool:
                 results[i] = ("error", f"worker died during {op} ({self._replace(w, 'crashes')})")
             else:
                 self._replace(w, "timeouts")
-                results[i] = ("timeout", f"{op} exceeded {self.timeout_s:g}s; worker process group killed")
+                results[i] = ("timeout", f"{op} exceeded {self._limit(op):g}s; worker process group killed")
 
 
 def _to_score(status: str, payload: Any) -> Score:

@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from zaya_rl.config import ConfigError
+    from zaya_rl.pipeline.stopping import EXIT_INTERRUPTED, RunStopped
 
     args = build_parser().parse_args(argv)
     try:
@@ -46,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"zaya-rl: {e}", file=sys.stderr)
         return 2
+    except RunStopped as e:  # a run that stopped early wrote its summary; the message says where
+        print(f"zaya-rl: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:  # Ctrl-C outside a run's event loop (start-up, shutdown, other commands)
+        print("zaya-rl: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -23,7 +23,9 @@ research/environments.md §2.2.
   pool gives every worker ``PYTHONHASHSEED=0``, so workers agree with each other. Some tasks take
   seconds at high levels (``bf``, ``futoshiki``) or more than 20 s (``jugs``, ``countdown`` and
   ``puzzle24`` at d = 3; ``jugs`` at d = 2 sometimes), which is why generation runs in ``VerifierPool``
-  workers.
+  workers. Levels that cannot generate within the generation bound are not offered (``SLOW_FROM``:
+  ``max_difficulty`` stops below them, and ``zaya-rl envs list`` notes it); ``sokoban`` is slow at every
+  level and not registered.
 * **Prompt.** The question plus "Give your final answer between <answer> and </answer> tags."
   (reasoning-gym's own system prompts ask for the same tags; we put it in the user message so no system
   prompt is needed).
@@ -61,6 +63,13 @@ EXCLUDED = {
     "composite": "a mixture that needs a list of datasets",
     "game_of_life_halting": "score_answer accepts every non-empty answer (bool(answer) == bool(oracle))",
 }
+#: First level not offered because generating one problem takes too long: the slowest of seeds 0-2 needed
+#: more than half of the default generation bound (``pipeline.generate_timeout_s`` = 10 s), in CPU seconds,
+#: so unmeasured seeds and a loaded machine still fit. Measured by ``benchmarks/rg_generation_time.py``
+#: (reasoning-gym 0.1.25, 2 shared cores, 2026-12-07): countdown d2 5.6 s, futoshiki d3 5.3 s, jugs d2
+#: 9.1 s, puzzle24 d3 > 10 s, sokoban d0 11.1 s (seed 1), zebra_puzzles d5 > 10 s; every other task's
+#: slowest level took at most 3.1 s (n_queens d4).
+SLOW_FROM = {"countdown": 2, "futoshiki": 3, "jugs": 2, "puzzle24": 3, "sokoban": 0, "zebra_puzzles": 5}
 #: Derived seeds for retries stay below 2^32.
 _RETRY_STRIDE = 0x9E3779B1
 #: Tolerance for "score >= 1" (scores are floats such as len(oracle)/len(answer)).
@@ -184,26 +193,48 @@ def _valid_top_level(task: str) -> int:
 
 
 @cache
-def _tasks() -> dict[str, int]:
-    """Task name -> max difficulty (the largest attribute's top level, capped at the last valid one)."""
+def _tasks() -> dict[str, tuple[int, str]]:
+    """Task name -> (max difficulty, note); tasks without an offered level map to (-1, why).
+
+    The max difficulty is the largest attribute's top level, capped at the last level that passes the
+    task's own ``validate()`` and below the first ``SLOW_FROM`` level.
+    """
     try:
         from reasoning_gym.factory import CURRICULA, DATASETS
     except ImportError as e:
         raise EnvironmentUnavailable(f"reasoning-gym is not installed ({INSTALL_HINT}): {e}") from e
-    tops = {
-        name: _valid_top_level(name) if name in CURRICULA else 0
-        for name in sorted(set(DATASETS) - set(EXCLUDED))
-    }
-    return {name: top for name, top in tops.items() if top >= 0}
+    out = {}
+    for name in sorted(set(DATASETS) - set(EXCLUDED)):
+        top = _valid_top_level(name) if name in CURRICULA else 0
+        if top < 0:
+            out[name] = (-1, "no level passes reasoning-gym's own validate()")
+        elif name in SLOW_FROM and SLOW_FROM[name] <= top:
+            slow = SLOW_FROM[name]
+            levels = f"level {slow}" if slow == top else f"levels {slow}..{top}"
+            why = f"{levels} not offered: one problem takes more than 5 s to generate"
+            out[name] = (slow - 1, why if slow > 0 else "every level takes more than 5 s to generate one problem")
+        else:
+            out[name] = (top, "")
+    return out
 
 
 def provide() -> list[type[ReasoningGymEnvironment]]:
-    """Entry-point provider: one ``ReasoningGymEnvironment`` subclass per reasoning-gym task."""
+    """Entry-point provider: one ``ReasoningGymEnvironment`` subclass per offered reasoning-gym task."""
     return [
         type(
             f"RG_{task}",
             (ReasoningGymEnvironment,),
-            {"name": f"rg/{task}", "task": task, "max_difficulty": top, "__module__": __name__},
+            {"name": f"rg/{task}", "task": task, "max_difficulty": top, "note": note, "__module__": __name__},
         )  # fmt: skip
-        for task, top in _tasks().items()
+        for task, (top, note) in _tasks().items() if top >= 0
     ]
+
+
+def excluded() -> dict[str, str]:
+    """``rg/<task>`` -> why it is not offered (``zaya-rl envs list`` prints these as notes)."""
+    out = {f"rg/{task}": why for task, why in EXCLUDED.items()}
+    out.update({f"rg/{task}": why for task, (top, why) in _tasks().items() if top < 0})
+    return out
+
+
+provide.excluded = excluded  # type: ignore[attr-defined]  # read by environments.registry

@@ -12,7 +12,8 @@ Source: arXiv 2511.07317 (RLVE); ``Zhiyuan-Zeng/RLVE:Gym``; research/environment
   derived seeds ``(seed + k·_RETRY_STRIDE) mod 2^32`` for k = 1..``max_generation_attempts``−1; the seed RLVE actually
   used is stored in the problem. Without the 10 s thread timeout a slow level simply takes longer
   (``CardColoringCounting`` at d=6, seed 7: 12 s, which RLVE's ``generator`` reports as a failure); the
-  pool's deadline bounds it.
+  pool's generation deadline bounds it (``pipeline.generate_timeout_s``, 10 s like RLVE's), and an adaptive
+  ladder stops below a level that exceeds it (``environments.difficulty``).
 * **Prompt**: RLVE's prompt plus one line naming the answer format: ``\\boxed{}`` (default; RLVE's chat
   runs) or ``<answer></answer>`` (RLVE's TinyZero runs). RLVE's chat runs add no such line and rely on
   R1-style models boxing by habit; we add it so any instruction-following model knows the format.

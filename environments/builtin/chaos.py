@@ -6,7 +6,9 @@ a given sample always does the same thing:
 
 - ``raise_frac``: raises ``RuntimeError`` (the pool turns it into ``Score.failed("error", ...)``);
 - ``hang_frac``: sleeps far past any verification deadline (the pool kills the worker: ``timeout``);
-- ``crash_frac``: ``os._exit(3)`` in the worker process (the pool respawns it: ``error``).
+- ``crash_frac``: ``os._exit(3)`` in the worker process (the pool respawns it: ``error``);
+- ``slow_from``: ``generate`` at this level and above sleeps far past any generation deadline (the pool
+  kills the worker: ``timeout``; an adaptive ladder then stops below the level).
 
 Put it in a mixture to check that a run survives bad verifiers and books the samples as
 ``dropped/verifier_error``: ``{name: chaos, kwargs: {raise_frac: 0.1, hang_frac: 0.02}}``.
@@ -31,7 +33,7 @@ class Chaos(Environment):
     category = "test"
 
     def __init__(self, inner: str = "arithmetic", raise_frac: float = 0.0, hang_frac: float = 0.0,
-                 crash_frac: float = 0.0) -> None:
+                 crash_frac: float = 0.0, slow_from: int | None = None) -> None:
         from environments.registry import get_environment
 
         if not 0.0 <= raise_frac + hang_frac + crash_frac <= 1.0 or min(raise_frac, hang_frac, crash_frac) < 0:
@@ -39,8 +41,11 @@ class Chaos(Environment):
         self.inner = get_environment(inner)
         self.min_difficulty, self.max_difficulty = self.inner.min_difficulty, self.inner.max_difficulty
         self.fracs = (raise_frac, hang_frac, crash_frac)
+        self.slow_from = slow_from
 
     def generate(self, seed: int, difficulty: int) -> Problem:
+        if self.slow_from is not None and difficulty >= self.slow_from:
+            time.sleep(_HANG_S)
         p = self.inner.generate(seed, difficulty)
         return Problem(env=self.name, seed=p.seed, difficulty=p.difficulty, messages=p.messages, answer=p.answer,
                        metadata=p.metadata)

@@ -113,3 +113,25 @@ def test_maxrl_on_reward_model_rewards_is_cross_checked():
     with pytest.raises(ConfigError, match=r"group_rank.*2× Dr-GRPO"):
         config_from_dict({}, rank)
     assert config_from_dict({}, [*rank, "algorithm.advantage=dr_grpo"])  # no MaxRL: nothing to check
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"algoritm": {"delta": 0.2}}, "algoritm: unknown key; did you mean algorithm?"),
+        ({"rollout": {"sampling": {"temprature": 0.5}}},
+         "rollout.sampling.temprature: unknown key; did you mean rollout.sampling.temperature?"),
+        ({"data": {"environments": [{"name": "arithmetic", "weigth": 2}]}},
+         "data.environments.0.weigth: unknown key; did you mean data.environments.0.weight?"),
+        ({"stages": [{"name": "a", "steps": 1, "algorithm": {"deltaa": 0.1}}]},
+         "stages.0.algorithm.deltaa: unknown key; did you mean stages.0.algorithm.delta?"),
+        ({"stages": [{"name": "a", "stpes": 1}]}, "stages.0.stpes: unknown key; did you mean stages.0.steps?"),
+        ({"zzz": 1}, "zzz: unknown key"),
+    ],
+)
+def test_misspelt_keys_get_a_did_you_mean(data, message):
+    with pytest.raises(ConfigError) as e:
+        config_from_dict(data)
+    assert message in str(e.value)
+    if "did you mean" not in message:
+        assert "did you mean" not in str(e.value)

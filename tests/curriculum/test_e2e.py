@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 
 from zaya_rl.config import config_from_dict
-from zaya_rl.curriculum import stage_configs
+from zaya_rl.paths import latest_checkpoint
 from zaya_rl.pipeline.actors import actor_name
 from zaya_rl.pipeline.run import resume, train
-from zaya_rl.trainer.checkpoint import latest_checkpoint
 
 BATCH = 16  # groups_per_step 4 × group_size 4
 
@@ -83,7 +82,7 @@ def _kill_trainer_after(ray, stage_cfg, step: int, errors: list) -> threading.Th
 @pytest.mark.slow
 def test_curriculum_crosses_a_boundary_and_resumes_in_the_middle_of_a_stage(ray_local, tmp_path):
     cfg = _cfg(tmp_path / "run")
-    first, second = stage_configs(cfg)
+    first, second = cfg.stage_configs()
     errors: list = []
     killer = _kill_trainer_after(ray_local, second, step=3, errors=errors)
     with pytest.raises(Exception, match="(?i)actor|died|unavailable"):

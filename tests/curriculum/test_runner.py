@@ -2,9 +2,9 @@
 resume in the middle of a stage, a crash right at a boundary, refusing to overwrite a curriculum.
 
 The scripted stage run writes what a real one writes (``config.yaml``, ``metrics.jsonl`` step records,
-``checkpoints/step_*/{model,COMPLETE}``, ``summary.json``) and can crash after a given step. ``train`` and
-``resume`` of ``zaya_rl.pipeline.run`` are replaced only for stage folders, so the curriculum dispatch of
-the real ``train``/``resume`` is exercised too. The real thing: ``test_e2e.py`` (slow).
+``checkpoints/step_*/{model,COMPLETE}``, ``summary.json``) and can crash after a given step: it replaces
+the one-run ``train_run``/``resume_run`` of ``zaya_rl.pipeline.session``, so the curriculum dispatch of the
+real ``zaya_rl.pipeline.run.train``/``resume`` is exercised too. The real thing: ``test_e2e.py`` (slow).
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 
 import zaya_rl.pipeline.run as run
-from zaya_rl.config import ConfigError, config_from_dict, dump_config, load_config
+import zaya_rl.pipeline.session as session
+import zaya_rl.pipeline.setup as setup
+from zaya_rl.config import ConfigError, config_from_dict, dump_config
 from zaya_rl.curriculum.runner import latest_stage_dir
-from zaya_rl.trainer.checkpoint import latest_checkpoint, step_dir
+from zaya_rl.paths import latest_checkpoint, step_dir
 
 
 class TrainerDied(RuntimeError):
@@ -27,12 +29,11 @@ class TrainerDied(RuntimeError):
 @pytest.fixture
 def scripted(monkeypatch):
     """Scripted stage runs; ``crash[name] = step`` makes that stage's next attempt die after ``step``."""
-    real_train, real_resume = run.train, run.resume
     calls: list[tuple[str, str, str]] = []
     crash: dict[str, int] = {}
 
     def stage_run(cfg, start: int):
-        d, root, name = Path(cfg.run_dir), run.checkpoint_root(cfg), Path(cfg.run_dir).name[3:]
+        d, root, name = Path(cfg.run_dir), cfg.checkpoint_root, Path(cfg.run_dir).name[3:]
         for step in range(start + 1, cfg.pipeline.total_steps + 1):
             with (d / "metrics.jsonl").open("a") as f:
                 f.write(json.dumps({"step": step, "train/loss": 0.1 * step, "ttc/samples": 4.0, "ttc/base_samples": 12.0,
@@ -51,25 +52,20 @@ def scripted(monkeypatch):
         return summary
 
     def fake_train(cfg):
-        if cfg.stages:
-            return real_train(cfg)
         Path(cfg.run_dir).mkdir(parents=True)
         (Path(cfg.run_dir) / "config.yaml").write_text(dump_config(cfg))
         calls.append(("train", Path(cfg.run_dir).name, cfg.model.path or cfg.model.preset))
         return stage_run(cfg, 0)
 
-    def fake_resume(run_dir, overrides=None):
-        cfg = load_config(Path(run_dir) / "config.yaml", [f"run_dir={run_dir}", *(overrides or [])])
-        if cfg.stages:
-            return real_resume(run_dir, overrides)
-        ckpt = latest_checkpoint(run.checkpoint_root(cfg))
-        calls.append(("resume", Path(run_dir).name, ckpt.name))
+    def fake_resume(cfg):
+        ckpt = latest_checkpoint(cfg.checkpoint_root)
+        calls.append(("resume", Path(cfg.run_dir).name, ckpt.name))
         return stage_run(cfg, int(ckpt.name.split("_")[1]))
 
-    monkeypatch.setattr(run, "train", fake_train)
-    monkeypatch.setattr(run, "resume", fake_resume)
-    monkeypatch.setattr(run, "init_ray", lambda cfg: False)
-    monkeypatch.setattr(run, "_setup_logging", lambda run_dir: None)
+    monkeypatch.setattr(session, "train_run", fake_train)
+    monkeypatch.setattr(session, "resume_run", fake_resume)
+    monkeypatch.setattr(setup, "init_ray", lambda cfg: False)
+    monkeypatch.setattr(setup, "setup_logging", lambda run_dir: None)
     return calls, crash
 
 
@@ -150,3 +146,18 @@ def test_train_refuses_a_folder_that_holds_a_curriculum_and_resume_refuses_a_cha
     cfg_path.write_text(cfg_path.read_text().replace("steps: 4", "steps: 5"))
     with pytest.raises(ConfigError, match="was written for stages"):
         run.resume(tmp_path / "run")
+
+
+def test_an_interrupted_stage_tells_to_resume_the_curriculum_not_the_stage(scripted, tmp_path, monkeypatch):
+    from zaya_rl.pipeline.stopping import EXIT_INTERRUPTED, RunStopped
+
+    def interrupted(cfg):  # what session.train_run raises after Ctrl-C: resume names the stage's folder
+        Path(cfg.run_dir).mkdir(parents=True)
+        raise RunStopped("interrupted at step 1/3: checkpoint c, summary s", EXIT_INTERRUPTED, cfg.run_dir)
+
+    monkeypatch.setattr(session, "train_run", interrupted)
+    with pytest.raises(RunStopped) as e:
+        run.train(_cfg(tmp_path))
+    assert e.value.exit_code == EXIT_INTERRUPTED
+    assert str(e.value) == ("interrupted at step 1/3: checkpoint c, summary s; "
+                            f"continue with `zaya-rl resume {tmp_path / 'run'}`")

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from zaya_rl.config import ConfigError, config_from_dict, dump_config, load_config
-from zaya_rl.curriculum import deep_merge, stage_configs
+from zaya_rl.config.stages import deep_merge
 from zaya_rl.curriculum.layers import load_layered
 from zaya_rl.curriculum.runner import preflight
 
@@ -41,7 +41,7 @@ def test_stage_configs_merge_the_base_and_chain_through_final_checkpoints():
     cfg = _cfg({"name": "warm", "steps": 3, "rollout": {"sampling": {"max_new_tokens": 32}}},
                {"name": "rl", "steps": 5, "data": {"environments": [{"name": "count_char", "difficulty": 2}]},
                 "algorithm": {"advantage": "dr_grpo"}})
-    warm, rl = stage_configs(cfg)
+    warm, rl = cfg.stage_configs()
     # overrides merge key by key: the stage's budget, the base's temperature and batch size stay
     assert warm.rollout.sampling.max_new_tokens == 32 and warm.rollout.sampling.temperature == 0.9
     assert warm.rollout.max_batch_size == 32 and rl.rollout.sampling.max_new_tokens == 16
@@ -61,7 +61,7 @@ def test_stage_configs_merge_the_base_and_chain_through_final_checkpoints():
 
 
 def test_a_later_stage_may_ask_for_its_own_warm_start():
-    _, rl = stage_configs(_cfg({"name": "a", "steps": 1}, {"name": "b", "steps": 1, "sft": {"enabled": True}}))
+    _, rl = _cfg({"name": "a", "steps": 1}, {"name": "b", "steps": 1, "sft": {"enabled": True}}).stage_configs()
     assert rl.sft.enabled and rl.sft.steps == 3  # the rest of the base sft section is inherited
 
 

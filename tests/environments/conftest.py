@@ -59,6 +59,17 @@ class HangChild(_Base):
         time.sleep(600)
 
 
+class Slow(_Base):
+    """Generation at difficulty 2 and above takes longer than any bound (reasoning-gym's jugs at d = 3)."""
+
+    name = "zt/slow"
+
+    def generate(self, seed, difficulty):
+        if difficulty >= 2:
+            time.sleep(600)
+        return super().generate(seed, difficulty)
+
+
 class Raise(_Base):
     name = "zt/raise"
 
@@ -155,7 +166,7 @@ class ThirdParty(_Base):
 
 
 def provide():
-    return [Echo, Hang, HangChild, Raise, Crash, Exit, Threads, Noisy, Alarm, Memory, BadReward, Pid, Kwargs]
+    return [Echo, Hang, HangChild, Slow, Raise, Crash, Exit, Threads, Noisy, Alarm, Memory, BadReward, Pid, Kwargs]
 '''
 
 ENTRY_POINTS = """

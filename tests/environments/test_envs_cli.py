@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -23,10 +24,10 @@ def test_list_filters_by_category_and_reports_broken_plugins(capsys, plugin):
     code, out = run(capsys, "list", "--category", "tiny")
     lines = out.splitlines()
     assert code == 0
-    assert lines[0].split() == ["name", "category", "difficulty", "source"]
+    assert lines[0].split() == ["name", "category", "difficulty", "source", "note"]
     assert lines[1].split() == ["arithmetic", "tiny", "0..7", "zaya-rl"]
     assert "4 environments" in out
-    assert "note: entry point 'zt_broken': failed to load entry point" in out
+    assert "note: 'zt_broken': failed to load entry point" in out
 
 
 def test_sample_prints_prompts_and_reference_answers(capsys):
@@ -42,9 +43,14 @@ def test_sample_prints_prompts_and_reference_answers(capsys):
     assert "seed=2" in out
 
 
-def test_sample_unknown_name_fails_before_starting_workers(capsys):
-    with pytest.raises(KeyError, match="did you mean reverse"):
-        main(["envs", "sample", "revers"])
+@pytest.mark.parametrize("command", ["sample", "check"])
+def test_an_unknown_name_is_one_clean_line_with_suggestions(command):
+    # a subprocess, as a user sees it: before any worker starts, no traceback, the usage exit code
+    proc = subprocess.run([sys.executable, "-m", "zaya_rl.cli", "envs", command, "revers"], capture_output=True,
+                          text=True, timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("zaya-rl: unknown environment 'revers'; did you mean reverse")
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
 def test_check_passing_environment_exits_zero(capsys):
@@ -59,6 +65,20 @@ def test_check_hanging_environment_fails_without_hanging(capsys, plugin):
     code, out = run(capsys, "check", "zt/hang", "--difficulties", "0", "-n", "1", "--timeout", "0.5")
     assert code == 1 and time.monotonic() - start < 20
     assert "FAIL  zt/hang" in out and "timeout: verify exceeded 0.5s" in out
+
+
+def test_check_time_boxes_generation_and_tries_a_slow_level_once(capsys, plugin):
+    start = time.monotonic()
+    code, out = run(capsys, "check", "zt/slow", "--difficulties", "0", "1", "2", "3", "-n", "3",
+                    "--generate-timeout", "1")
+    # before: every seed of a slow level waited out the call deadline, twice (rg/jugs: more than 200 s)
+    assert code == 1 and time.monotonic() - start < 60
+    lines = [line.strip() for line in out.splitlines()]
+    for d in (2, 3):
+        assert (f"d={d}: too slow to generate (generate exceeded 1s; worker process group killed); "
+                "not tried for other seeds") in lines
+        assert sum(f"d={d}" in line for line in lines) == 1
+    assert "FAIL  zt/slow" in out and "d=0" not in out and "d=1" not in out  # the fast levels pass
 
 
 def test_check_all_prints_a_summary_table(capsys, plugin):

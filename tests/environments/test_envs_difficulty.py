@@ -150,3 +150,18 @@ def test_metrics_are_namespaced_per_environment():
 def test_unknown_environment_is_a_clear_error():
     with pytest.raises(KeyError, match="'x' is not adaptive"):
         make().window("x")
+
+
+def test_a_retired_level_stops_the_ladder_below_it_and_survives_a_checkpoint():
+    ctl = make(group_size=1, min_prompts_before_check=1)
+    for level in range(4):
+        assert ctl.observe("e", level, [1.0])  # h climbs to 4
+    assert ctl.retire("e", 3) and (ctl.ladders["e"].h, ctl.top("e")) == (2, 2)  # h drops to the last fast level
+    assert ctl.observe("e", 2, [1.0]) is False and ctl.ladders["e"].h == 2  # never climbs back
+    assert {ctl.sample("e", random.Random(i)) for i in range(200)} == {0, 1, 2}
+    assert ctl.retire("e", 5) and ctl.top("e") == 2  # a higher retired level changes nothing
+    assert not ctl.retire("e", 0)  # nothing below level 0: the caller counts it as a failure
+    assert ctl.metrics()["env/e/ceiling"] == 2.0
+    again = make(group_size=1, min_prompts_before_check=1)
+    again.load_state_dict(json.loads(json.dumps(ctl.state_dict())))
+    assert again.top("e") == 2 and again.ladders["e"] == ctl.ladders["e"]

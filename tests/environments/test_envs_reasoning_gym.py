@@ -25,13 +25,39 @@ def test_tasks_are_registered_with_their_valid_curriculum_range():
 
     specs = {s.name: s for s in list_environments("rg")}
     # knight_swap: its curriculum's level 0 fails the task's own config validation (0.1.25)
-    assert set(specs) == {f"rg/{t}" for t in DATASETS if t not in EXCLUDED} - {"rg/knight_swap"}
+    # sokoban: one problem takes more than 5 s to generate at every level (SLOW_FROM)
+    assert set(specs) == {f"rg/{t}" for t in DATASETS if t not in EXCLUDED} - {"rg/knight_swap", "rg/sokoban"}
     assert {"composite", "game_of_life_halting"} <= set(EXCLUDED)
     assert specs["rg/basic_arithmetic"].max_difficulty == 4  # num_terms has 5 levels, num_digits 4
     assert specs["rg/chain_sum"].max_difficulty == 10  # num_terms 2..12
     assert specs["rg/caesar_cipher"].max_difficulty == 1  # levels 2-3 give rotations outside [1, 25]
     no_curriculum = {f"rg/{t}" for t in DATASETS if t not in CURRICULA and t not in EXCLUDED}
     assert no_curriculum and all(specs[n].max_difficulty == 0 for n in no_curriculum)
+
+
+def test_levels_too_slow_to_generate_are_not_offered_and_the_listing_says_why():
+    from environments import EnvironmentNotFound, get_spec, registry_problems
+    from environments.adapters.reasoning_gym import SLOW_FROM
+
+    jugs = get_spec("rg/jugs")
+    assert jugs.max_difficulty == SLOW_FROM["jugs"] - 1 == 1  # its level 2 took 9.1 CPU s, level 3 more than 10
+    assert jugs.note == "levels 2..3 not offered: one problem takes more than 5 s to generate"
+    with pytest.raises(ValueError, match=r"outside \[0, 1\]"):
+        get_environment("rg/jugs").generate(0, 2)
+    assert registry_problems()["rg/sokoban"] == "not offered: every level takes more than 5 s to generate one problem"
+    with pytest.raises(EnvironmentNotFound, match="'rg/sokoban' is not offered: every level takes more than 5 s"):
+        get_spec("rg/sokoban")
+
+
+def test_envs_list_shows_the_note(capsys):
+    from zaya_rl.cli import main
+
+    assert main(["envs", "list", "--category", "rg"]) == 0
+    out = capsys.readouterr().out
+    jugs = next(line for line in out.splitlines() if line.startswith("rg/jugs "))
+    assert jugs.split()[:4] == ["rg/jugs", "rg", "0..1", "reasoning-gym"]
+    assert jugs.endswith("levels 2..3 not offered: one problem takes more than 5 s to generate")
+    assert "note: 'rg/sokoban': not offered: every level takes more than 5 s to generate one problem" in out
 
 
 @pytest.mark.parametrize(

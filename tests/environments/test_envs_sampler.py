@@ -99,7 +99,9 @@ def test_eval_seeds_are_disjoint_from_training_and_fixed_across_runs():
     assert not train & {d.seed for d in evals}
     assert evals == sampler(99).eval_draws(50)
     assert {(d.env, d.difficulty) for d in evals} == {("a", 2), ("b", 0)}
-    assert {d.difficulty for d in s.eval_draws(2, difficulty=lambda env: 5)} == {5}
+    levels = s.eval_draws(2, {"a": [5, 6], "b": [1]})  # eval.difficulty: the same seeds at every level
+    assert [(d.env, d.difficulty, d.seed - EVAL_SEED_BASE) for d in levels] == [
+        ("a", 5, 0), ("a", 5, 1), ("a", 6, 0), ("a", 6, 1), ("b", 1, 0), ("b", 1, 1)]
 
 
 def test_fixed_level_out_of_range_names_the_field():

@@ -234,3 +234,13 @@ def test_workers_die_with_their_parent(plugin, tmp_path):
     while any(_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(_alive(p) for p in pids)
+
+
+def test_a_generation_failure_survives_pickling_with_its_status():
+    # Scorer.make_problem raises it through Ray: unpicklable, it arrived as UnserializableException and
+    # the orchestrator could not tell a slow level (timeout) from a broken one (error)
+    import pickle
+
+    e = pickle.loads(pickle.dumps(WorkerCallError("timeout", "generate exceeded 10s; worker process group killed")))
+    assert (e.status, e.reason, str(e)) == ("timeout", "generate exceeded 10s; worker process group killed",
+                                            "timeout: generate exceeded 10s; worker process group killed")

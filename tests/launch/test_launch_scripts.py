@@ -94,7 +94,7 @@ def test_submit_needs_an_address_and_an_absolute_run_dir():
 
 
 def test_runtime_env_does_not_clash_with_the_drivers():
-    from zaya_rl.pipeline.run import ACTOR_ENV
+    from zaya_rl.pipeline.setup import ACTOR_ENV
 
     env = yaml.safe_load((LAUNCH / "runtime_env.yaml").read_text())
     assert env["working_dir"] == "."

@@ -109,6 +109,14 @@ def test_actors_are_placed_by_config_resources(cluster, tmp_path):
         actors.kill()
 
 
+def _wait_for_group_in_flight(worker: object, alive: threading.Thread, deadline: float) -> None:
+    """Poll the worker until a ``generate_group`` call runs on it (the RL loop has windows without one:
+    admission waits for the trainer), so a kill right after loses a group in flight."""
+    while ray.get(worker.groups_in_flight.remote(), timeout=max(deadline - time.monotonic(), 1.0)) == 0:
+        assert alive.is_alive() and time.monotonic() < deadline, "no group was ever in flight on the worker"
+        time.sleep(0.02)
+
+
 def _rl_started(metrics: Path) -> bool:
     """Whether the held-out evaluation before RL is logged: the RL loop then admits its first groups."""
     if not metrics.is_file():
@@ -143,6 +151,7 @@ def test_losing_a_rollout_node_mid_run_is_survived(cluster, tmp_path):
     worker = ray.get_actor(actor_name(cfg, "rollout", 0))
     before = _node_id(worker)
     victim = next(n for n in nodes["rollout"] if n.node_id == before)
+    _wait_for_group_in_flight(worker, thread, deadline)  # before: a fixed point in time, sometimes idle
     c.remove_node(victim, allow_graceful=False)  # SIGKILL: a node that crashes, not one that drains
     nodes["rollout"].remove(victim)
     after = _node_id(worker, not_on=before)  # blocks until Ray has restarted the worker elsewhere

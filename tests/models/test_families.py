@@ -1,4 +1,4 @@
-"""Router replay on a model it cannot apply to fails at config time (``pipeline.run.preflight``), from the
+"""Router replay on a model it cannot apply to fails at config time (``pipeline.setup.preflight``), from the
 checkpoint's ``config.json`` alone. Run ``python -m pytest tests/models/test_families.py -q``."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from zaya_rl.config import ConfigError, config_from_dict
 from zaya_rl.models.families import REPLAY_MODEL_TYPES
 from zaya_rl.models.router_replay import ROUTER_FAMILIES
-from zaya_rl.pipeline.run import preflight
+from zaya_rl.pipeline.setup import preflight
 
 
 def test_the_model_types_name_the_replayed_router_classes():

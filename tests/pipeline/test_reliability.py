@@ -14,9 +14,9 @@ import threading
 import pytest
 from conftest import assert_books_balance, tiny_run_config, wait_for_step
 
+from zaya_rl.paths import latest_checkpoint
 from zaya_rl.pipeline.actors import actor_name
 from zaya_rl.pipeline.run import resume, train
-from zaya_rl.trainer.checkpoint import latest_checkpoint
 
 BATCH = 16  # groups_per_step 4 × group_size 4
 

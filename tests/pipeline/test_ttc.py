@@ -21,7 +21,7 @@ from environments.sampler import Draw
 from zaya_rl.config import config_from_dict
 from zaya_rl.models.tokenizer import encode_chat
 from zaya_rl.pipeline.records import Group, GroupSpec, Rollout
-from zaya_rl.pipeline.run import make_sampler
+from zaya_rl.pipeline.setup import make_sampler
 from zaya_rl.pipeline.ttc import TailCache, TTCMixer
 from zaya_rl.rsa.prompts import build_aggregation_messages
 

@@ -7,6 +7,8 @@ instant (STYLE.md rule 7).
 
 from __future__ import annotations
 
+import difflib
+import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -45,13 +47,48 @@ def _dotted(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc) or "<root>"
 
 
-def format_validation_error(err: ValidationError, prefix: str = "") -> str:
+def _model_of(tp: Any) -> type[BaseModel] | None:
+    """The config model inside an annotation (``M``, ``list[M]``, ``M | None``), if exactly one."""
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return tp
+    models = [m for m in map(_model_of, typing.get_args(tp)) if m is not None]
+    return models[0] if len(models) == 1 else None
+
+
+def _keys_at(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:
+    """The field names of the section at ``path`` (list indices skipped); [] when it is not a section.
+
+    A curriculum stage's section overrides (``stages.<k>.<section>...``) are plain dicts merged into the
+    run config, so their keys are the run config's own.
+    """
+    if len(path) >= 3 and path[0] == "stages" and isinstance(path[1], int):
+        path = path[2:]
+    current: type[BaseModel] | None = model
+    for part in path:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part) if current is not None else None
+        current = _model_of(field.annotation) if field is not None else None
+    return list(current.model_fields) if current is not None else []
+
+
+def unknown_key_message(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> str:
+    """``unknown key`` plus, for a misspelt key, ``; did you mean <dotted key>?``."""
+    close = difflib.get_close_matches(str(loc[-1]), _keys_at(model, loc[:-1]), n=3, cutoff=0.6) if model else []
+    if not close:
+        return "unknown key"
+    return "unknown key; did you mean " + " or ".join(_dotted((*loc[:-1], c)) for c in close) + "?"
+
+
+def format_validation_error(err: ValidationError, prefix: str = "", model: type[BaseModel] | None = None) -> str:
+    """One line per error, each naming the dotted field; ``model`` (the validated class) adds suggestions
+    for misspelt keys."""
     lines = []
     for e in err.errors():
         where = _dotted(tuple(e["loc"]))
         where = f"{prefix}.{where}" if prefix else where
         if e["type"] == "extra_forbidden":
-            lines.append(f"{where}: unknown key")
+            lines.append(f"{where}: {unknown_key_message(model, tuple(e['loc']))}")
         elif not e["loc"] or isinstance(e.get("input"), dict):  # a cross-field check: the message names fields
             lines.append(f"{where}: {e['msg']}")
         else:
@@ -116,4 +153,4 @@ def validate(model: type[T], data: dict[str, Any]) -> T:
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(format_validation_error(e)) from None
+        raise ConfigError(format_validation_error(e, model=model)) from None

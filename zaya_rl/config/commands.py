@@ -76,15 +76,22 @@ def _bounds(field: object) -> str:
     return ", ".join(marks)
 
 
-def _row(prefix: str, name: str, field: object) -> str:
+def _default(field: object) -> str:
+    """The default as a code span, or *required* for a field without one."""
+    if field.is_required():
+        return "*required*"
     default = field.get_default(call_default_factory=True)
     if isinstance(default, BaseModel):
         default = default.model_dump(mode="json")
     if isinstance(default, list):
         default = [d.model_dump(mode="json") if isinstance(d, BaseModel) else d for d in default]
+    return f"`{default!r}`"
+
+
+def _row(prefix: str, name: str, field: object) -> str:
     key = f"{prefix}.{name}" if prefix else name
     desc = (field.description or "").replace("\n", " ").replace("|", "\\|")
-    return f"| `{key}` | {_type_name(field.annotation)} | `{default!r}` | {_bounds(field)} | {desc} |"
+    return f"| `{key}` | {_type_name(field.annotation)} | {_default(field)} | {_bounds(field)} | {desc} |"
 
 
 def config_reference() -> str:

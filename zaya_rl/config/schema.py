@@ -7,21 +7,25 @@ Cross-field checks live in ``RunConfig`` and raise errors naming the dotted fiel
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_serializer, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from zaya_rl.config.base import ActorResources, Device, Section
 from zaya_rl.config.gpu import PlacementConfig, VLLMConfig, WeightSyncConfig
 from zaya_rl.config.recipe import BehavioralConfig, RewardModelSection, RSAConfig, TTCConfig
+from zaya_rl.config.stages import StageConfig, check_stage_names, located, stage_dict
+from zaya_rl.paths import checkpoint_root, step_dir
 
-__all__ = [  # the sections defined in gpu.py and recipe.py belong to this tree too
-    "BehavioralConfig", "PlacementConfig", "RewardModelSection", "RSAConfig", "TTCConfig", "VLLMConfig",
-    "WeightSyncConfig",
+__all__ = [  # the sections defined in gpu.py, recipe.py and stages.py belong to this tree too
+    "BehavioralConfig", "PlacementConfig", "RewardModelSection", "RSAConfig", "StageConfig", "TTCConfig",
+    "VLLMConfig", "WeightSyncConfig",
 ]
 
 AdvantageName = Literal["maxrl", "dr_grpo", "grpo"]
 NonBinaryAdvantage = Literal["dr_grpo", "maxrl", "error"]
+Level = Annotated[int, Field(ge=0)]
 AggregationMode = Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
 
 
@@ -206,8 +210,15 @@ class PipelineConfig(Section):
     """Verifier worker processes per scorer actor."""
     verify_timeout_s: float = Field(20.0, gt=0.0)
     """A verification running longer is killed and the sample marked ``error``."""
+    generate_timeout_s: float = Field(10.0, gt=0.0)
+    """A problem that takes longer to generate is abandoned (its worker killed): an adaptive environment stops
+    drawing that level and above, another draw takes its place; a fixed level counts against
+    ``max_failed_groups``."""
     scorer_resources: ActorResources = ActorResources(num_cpus=0.5)
     """Ray resources of each scorer actor."""
+    max_failed_groups: int = Field(5, ge=1)
+    """Stop the run when this many training groups in a row of one environment failed entirely (every
+    rollout's verification raised or timed out, or the problem could not be generated)."""
 
 
 class AdaptiveDifficultyConfig(Section):
@@ -265,11 +276,23 @@ class SFTConfig(Section):
 
 class EvalConfig(Section):
     num_problems: int = Field(64, ge=0)
-    """Held-out problems per environment (seeds disjoint from training) for before/after accuracy."""
+    """Held-out problems per environment and level (seeds disjoint from training) for before/after accuracy."""
+    difficulty: Literal["train_levels"] | Level | list[Level] | None = None
+    """Levels evaluated, accuracy reported per level: None, each environment's fixed training level (an adaptive
+    one's lowest; before and after see the same problems); a level or a list of levels for every environment;
+    ``train_levels``, the levels training draws from when the evaluation runs (an adaptive environment's window
+    below its current top level h: after RL, the difficulty training reached)."""
     every_steps: int = Field(0, ge=0)
     """Also evaluate every N optimizer steps (0: only before and after)."""
     temperature: float = Field(0.0, ge=0.0)
     """Evaluation sampling temperature (0: greedy)."""
+
+    @model_validator(mode="after")
+    def _levels(self) -> EvalConfig:
+        d = self.difficulty
+        if isinstance(d, list) and (not d or len(set(d)) < len(d)):
+            raise ValueError(f"eval.difficulty: a list of distinct levels is required, got {self.difficulty}")
+        return self
 
 
 class CheckpointConfig(Section):
@@ -296,6 +319,11 @@ class LoggingConfig(Section):
     """Write PNG plots of the metrics at the end of the run."""
     log_samples_every: int = Field(10, ge=0)
     """Log a few decoded rollouts every N steps (0: never)."""
+    collapse_window: int = Field(5, ge=1)
+    """Warn (progress bar, log, summary.json ``warnings``) when a collapse condition holds this many
+    optimizer steps in a row: every verified rollout scored 0, or outputs collapsed (below)."""
+    collapse_distinct_per_group: float = Field(0.5, ge=0.0)
+    """Output collapse: distinct response texts of a step's rollouts per group (prompt) at most this."""
 
 
 class RayConfig(Section):
@@ -305,62 +333,6 @@ class RayConfig(Section):
     """CPUs of a locally started Ray instance (None: all)."""
     object_store_mb: int = Field(512, ge=64)
     """Object-store size of a locally started Ray instance."""
-
-
-class StageConfig(Section):
-    """One stage of a curriculum (``stages``; ``zaya_rl.curriculum``).
-
-    A stage's config is the run config outside ``stages`` deep-merged with the stage's section overrides
-    (mappings merge key by key; lists such as ``data.environments`` and plain values replace), with
-    ``pipeline.total_steps = steps``. Stage k > 0 starts from stage k-1's final HF weights; the base
-    ``sft`` warm start runs before stage 0 only (a later stage may set its own ``sft``). ``model``,
-    ``ray``, ``logging``, ``weight_sync``, ``placement``, ``run_dir`` and ``seed`` are run-wide."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    """Stage name (letters, digits, ``_.-``): its folder is ``<run_dir>/stages/<index>_<name>``."""
-    steps: int = Field(ge=1)
-    """Optimizer steps of the stage."""
-    rollout: dict[str, Any] = Field(default_factory=dict)
-    """Overrides of ``rollout`` (e.g. ``{sampling: {max_new_tokens: 8192}}``)."""
-    algorithm: dict[str, Any] = Field(default_factory=dict)
-    """Overrides of ``algorithm`` (advantage, group size, loss options)."""
-    optim: dict[str, Any] = Field(default_factory=dict)
-    """Overrides of ``optim``."""
-    trainer: dict[str, Any] = Field(default_factory=dict)
-    """Overrides of ``trainer`` (e.g. a smaller micro-batch for a longer budget)."""
-    pipeline: dict[str, Any] = Field(default_factory=dict)
-    """Overrides of ``pipeline`` (not ``total_steps``: that is ``steps``)."""
-    data: dict[str, Any] = Field(default_factory=dict)
-    """Overrides of ``data``: the stage's environment mixture and adaptive-difficulty rule."""
-    canary: dict[str, Any] = Field(default_factory=dict)
-    """Overrides of ``canary``."""
-    sft: dict[str, Any] = Field(default_factory=dict)
-    """A supervised warm start before this stage (stage 0 inherits the base ``sft``)."""
-    eval: dict[str, Any] = Field(default_factory=dict)
-    """Overrides of ``eval`` (held-out accuracy before and after the stage)."""
-    checkpoint: dict[str, Any] = Field(default_factory=dict)
-    """Overrides of ``checkpoint`` (a set ``dir`` gets the stage's folder name appended)."""
-    ttc: dict[str, Any] = Field(default_factory=dict)
-    """Overrides of ``ttc`` (aggregation prompts in RL)."""
-    behavioral: dict[str, Any] = Field(default_factory=dict)
-    """Overrides of ``behavioral`` (reward model + IF checks)."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _run_wide_sections(cls, data: Any) -> Any:
-        run_wide = ("model", "ray", "logging", "weight_sync", "placement", "run_dir", "seed", "stages")
-        if isinstance(data, dict):
-            for key in run_wide:
-                if key in data:
-                    raise ValueError(f"{key} is run-wide and cannot change per stage (set it outside stages)")
-            if isinstance(data.get("pipeline"), dict) and "total_steps" in data["pipeline"]:
-                raise ValueError("pipeline.total_steps: a stage's length is its `steps`")
-        return data
-
-    @model_serializer(mode="wrap")
-    def _without_empty_sections(self, handler: Any) -> dict[str, Any]:
-        # a dumped config.yaml lists only what each stage overrides (an absent section loads back as {})
-        return {k: v for k, v in handler(self).items() if v != {}}
 
 
 class RunConfig(Section):
@@ -387,7 +359,8 @@ class RunConfig(Section):
     behavioral: BehavioralConfig = BehavioralConfig()
     stages: list[StageConfig] = Field(default_factory=list)
     """The curriculum (``zaya_rl.curriculum``): stages run in order, each from the previous stage's final
-    weights. Empty: one run of ``pipeline.total_steps``. See ``StageConfig`` for how a stage is merged."""
+    weights. Empty: one run of ``pipeline.total_steps``. See ``StageConfig`` (``zaya_rl.config.stages``) for
+    how a stage is merged."""
 
     @model_validator(mode="after")
     def _cross_checks(self) -> RunConfig:
@@ -407,11 +380,23 @@ class RunConfig(Section):
         self._check_ttc()
         self._check_replay()
         self._check_nonbinary()
-        if self.stages:
-            from zaya_rl.curriculum.stages import validate_stages  # imports only config code
-
-            validate_stages(self)
+        if self.stages:  # the whole chain validates at load: a typo in the last stage fails at once
+            check_stage_names(self.stages)
+            self.stage_configs()
         return self
+
+    def stage_configs(self) -> list[RunConfig]:
+        """Every stage's complete, validated config, in order (``zaya_rl.config.stages``).
+
+        Raises ``ValidationError`` located at ``("stages", k, ...)``.
+        """
+        run, out = self.model_dump(mode="json", exclude={"stages"}), []
+        for k, stage in enumerate(self.stages):
+            try:
+                out.append(RunConfig.model_validate(stage_dict(run, stage, k, out[-1].final_model_dir if out else None)))
+            except ValidationError as e:
+                raise located(e, k, stage.name) from None
+        return out
 
     def _check_ttc(self) -> None:
         if self.ttc.fraction > 0 and self.ttc.tails_per_prompt > self.algorithm.group_size:
@@ -469,6 +454,16 @@ class RunConfig(Section):
         if mode == "disaggregated" and (r > 1 or t > 1):
             raise ValueError("placement.mode=disaggregated: one bundle is one GPU; rollout.resources.num_gpus and "
                              f"trainer.resources.num_gpus must be <= 1 (got {r} and {t})")
+
+    @property
+    def checkpoint_root(self) -> Path:
+        """The folder of the run's step checkpoints: ``checkpoint.dir``, else ``<run_dir>/checkpoints``."""
+        return checkpoint_root(self.run_dir, self.checkpoint.dir)
+
+    @property
+    def final_model_dir(self) -> Path:
+        """The HF weights the completed run ends with (its last step checkpoint is always kept)."""
+        return step_dir(self.checkpoint_root, self.pipeline.total_steps) / "model"
 
     @property
     def loss_max_len(self) -> int:

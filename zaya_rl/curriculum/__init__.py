@@ -1,7 +1,8 @@
-"""Staged curricula (DESIGN.md §5): stages as config, a runner that chains them through checkpoints.
+"""Staged curricula (DESIGN.md §5): a runner that chains stages through checkpoints.
 
-- ``stages``: each stage's complete ``RunConfig`` from the base config and the stage's overrides
-  (``stage_configs``), its folder and starting weights; load-time validation (``validate_stages``).
+The stages themselves are config: ``zaya_rl.config.stages`` (``StageConfig``, how stage k's complete
+``RunConfig`` is merged) and ``RunConfig.stage_configs()``, validated when the config loads.
+
 - ``layers``: ``zaya-rl train BASE.yaml MORE.yaml ...``: YAML files deep-merged before validation.
 - ``state``: ``curriculum.json`` (which stages are done, their results), stage-boundary records in the
   run's ``metrics.jsonl``, the curriculum summary.
@@ -10,13 +11,3 @@
 
 Importing this package imports no torch or ray (the runner imports them when it runs).
 """
-
-from zaya_rl.curriculum.stages import (
-    deep_merge,
-    final_model_dir,
-    stage_configs,
-    stage_folder,
-    validate_stages,
-)
-
-__all__ = ["deep_merge", "final_model_dir", "stage_configs", "stage_folder", "validate_stages"]

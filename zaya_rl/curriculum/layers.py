@@ -1,6 +1,6 @@
 """Layered YAML configs: ``zaya-rl train BASE.yaml MORE.yaml ... key.sub=value``.
 
-Files are deep-merged left to right (``stages.deep_merge``: mappings merge key by key, lists and values
+Files are deep-merged left to right (``zaya_rl.config.stages.deep_merge``: mappings merge key by key, lists and values
 replace), then the overrides apply, then the one ``RunConfig`` validates. This is how
 ``configs/zaya1/_base.yaml`` (model and GPU engine settings; ``model.path`` left to the user) combines
 with ``configs/zaya1/stages.yaml`` (the schedule). The run folder's ``config.yaml`` holds the merged
@@ -15,7 +15,7 @@ from typing import Any
 
 from zaya_rl.config import ConfigError, RunConfig, config_from_dict
 from zaya_rl.config.base import apply_overrides, read_yaml
-from zaya_rl.curriculum.stages import deep_merge
+from zaya_rl.config.stages import deep_merge
 
 YAML_SUFFIXES = (".yaml", ".yml")
 

@@ -1,7 +1,7 @@
 """The stage runner: what ``zaya-rl train`` and ``zaya-rl resume`` do with a config that has ``stages``.
 
-Each stage is an ordinary run (``zaya_rl.pipeline.run``) in ``<run_dir>/stages/<kk>_<name>`` with its
-complete config (``stages.stage_configs``): its own actors, held-out evaluation before and after on its own
+Each stage is an ordinary run (``zaya_rl.pipeline.session``) in ``<run_dir>/stages/<kk>_<name>`` with its
+complete config (``RunConfig.stage_configs``): its own actors, held-out evaluation before and after on its own
 mixture, checkpoints, ``metrics.jsonl``, plots and ``summary.json``. One Ray instance serves every stage.
 
 Across a stage boundary:
@@ -17,7 +17,7 @@ Across a stage boundary:
   ``curriculum.json`` records each stage's global step range.
 
 Resume: stages marked ``done`` in ``curriculum.json`` are skipped. The first other stage continues from its
-newest complete checkpoint (``pipeline.run.resume`` on its folder: same books and data stream), or starts
+newest complete checkpoint (``session.resume_run`` on its folder: same books and data stream), or starts
 from its initial weights if it has none. A stage whose run had finished when the curriculum crashed is
 only recorded. The remaining stages then run.
 
@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 from zaya_rl.config import ConfigError, RunConfig, dump_config
-from zaya_rl.curriculum.stages import final_model_dir, stage_configs
 from zaya_rl.curriculum.state import (
     STATE_FILE,
     BoundaryLog,
@@ -44,6 +43,8 @@ from zaya_rl.curriculum.state import (
     rl_step_records,
     stage_result,
 )
+from zaya_rl.paths import latest_checkpoint
+from zaya_rl.pipeline.stopping import RunStopped
 
 
 def run_curriculum(cfg: RunConfig) -> dict[str, Any]:
@@ -64,10 +65,10 @@ def resume_curriculum(cfg: RunConfig) -> dict[str, Any]:
 
 
 def preflight(cfg: RunConfig) -> list[RunConfig]:
-    """The stage configs, after each stage passed ``pipeline.run.preflight`` (errors name the stage)."""
-    from zaya_rl.pipeline.run import preflight as check_stage
+    """The stage configs, after each stage passed ``pipeline.setup.preflight`` (errors name the stage)."""
+    from zaya_rl.pipeline.setup import preflight as check_stage
 
-    stages = stage_configs(cfg)
+    stages = cfg.stage_configs()
     for k, scfg in enumerate(stages):
         try:
             # stage 0 starts from the configured model; later stages from checkpoints not written yet
@@ -80,21 +81,24 @@ def preflight(cfg: RunConfig) -> list[RunConfig]:
 def _drive(cfg: RunConfig, stages: list[RunConfig], *, resuming: bool) -> dict[str, Any]:
     import ray
 
-    from zaya_rl.pipeline.run import _setup_logging, init_ray
+    from zaya_rl.pipeline.setup import init_ray, setup_logging
 
     run_dir = Path(cfg.run_dir)
     state = CurriculumState.load_or_new(cfg)
     boundaries = BoundaryLog(run_dir)
-    _setup_logging(run_dir)
+    setup_logging(run_dir)
     todo = [k for k in range(len(stages)) if not state.done(k)]
     owns_ray = init_ray(cfg) if todo else False  # a finished curriculum only rewrites its summary
     try:
         for k in todo:
             _run_stage(state, boundaries, k, stages[k], resuming=resuming)
+    except RunStopped as e:  # a stage stopped early: the curriculum, not the stage folder, is what resumes
+        e.resume_dir = str(run_dir) if e.resume_dir else None
+        raise
     finally:
         if owns_ray:
             ray.shutdown()
-    summary = curriculum_summary(state)
+    summary = {**curriculum_summary(state), "run_dir": str(run_dir)}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     if cfg.logging.plots:
         from zaya_rl.logging.plots import write_plots
@@ -106,13 +110,12 @@ def _drive(cfg: RunConfig, stages: list[RunConfig], *, resuming: bool) -> dict[s
 def _run_stage(state: CurriculumState, boundaries: BoundaryLog, k: int, scfg: RunConfig, *,
                resuming: bool) -> None:
     """Run (or continue, or only record) stage ``k``; marks it done in ``curriculum.json``."""
-    from zaya_rl.pipeline.run import checkpoint_root, resume, train
-    from zaya_rl.trainer.checkpoint import latest_checkpoint
+    from zaya_rl.pipeline import session
 
     stage_dir, entry = Path(scfg.run_dir), state.stages[k]
     summary = _finished_summary(scfg) if resuming else None
     if summary is None:
-        ckpt = latest_checkpoint(checkpoint_root(scfg)) if resuming else None
+        ckpt = latest_checkpoint(scfg.checkpoint_root) if resuming else None
         state.start(k)
         boundaries.stage_start(entry, str(ckpt) if ckpt else None)
         how = f"resuming from {ckpt}" if ckpt else f"from {scfg.model.path or scfg.model.preset}"
@@ -121,21 +124,21 @@ def _run_stage(state: CurriculumState, boundaries: BoundaryLog, k: int, scfg: Ru
         t0 = time.perf_counter()
         try:
             if ckpt is None:
-                summary = train(scfg)
+                summary = session.train_run(scfg)
             else:  # the stage folder's config is the stage config as merged now (resume overrides included)
                 (stage_dir / "config.yaml").write_text(dump_config(scfg))
-                summary = resume(stage_dir)
+                summary = session.resume_run(scfg)
         finally:
             state.add_seconds(k, time.perf_counter() - t0)
     steps = rl_step_records(read_records(stage_dir / "metrics.jsonl"))
-    state.finish(k, stage_result(summary, steps), str(final_model_dir(scfg)))
+    state.finish(k, stage_result(summary, steps), str(scfg.final_model_dir))
     boundaries.stage_end(entry, steps)
 
 
 def _finished_summary(scfg: RunConfig) -> dict[str, Any] | None:
     """The stage run's summary if it completed (all steps, final weights on disk), else None."""
     path = Path(scfg.run_dir) / "summary.json"
-    if not path.is_file() or not final_model_dir(scfg).is_dir():
+    if not path.is_file() or not scfg.final_model_dir.is_dir():
         return None
     summary = json.loads(path.read_text())
     return summary if summary.get("optimizer_steps") == scfg.pipeline.total_steps else None
@@ -143,9 +146,6 @@ def _finished_summary(scfg: RunConfig) -> dict[str, Any] | None:
 
 def latest_stage_dir(cfg: RunConfig) -> Path:
     """The folder of the last stage that has a complete checkpoint (the first stage's if none has one)."""
-    from zaya_rl.pipeline.run import checkpoint_root
-    from zaya_rl.trainer.checkpoint import latest_checkpoint
-
-    stages = stage_configs(cfg)
-    with_ckpt = [s for s in stages if latest_checkpoint(checkpoint_root(s)) is not None]
+    stages = cfg.stage_configs()
+    with_ckpt = [s for s in stages if latest_checkpoint(s.checkpoint_root) is not None]
     return Path((with_ckpt or stages)[-1 if with_ckpt else 0].run_dir)

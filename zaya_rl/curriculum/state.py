@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from zaya_rl.config.schema import RunConfig
-from zaya_rl.curriculum.stages import global_step_offsets
 
 STATE_FILE = "curriculum.json"
 #: Keys copied from a stage run's summary into its curriculum entry.
@@ -34,6 +33,16 @@ _SUMMARY_KEYS = ("eval_accuracy_before", "eval_accuracy_after", "eval_before", "
                  "wall_seconds", "rl_seconds", "resumed_from")
 #: Summed over stages into the curriculum summary.
 _SUMMED = ("samples_generated", "samples_trained", "samples_dropped", "optimizer_steps")
+
+
+
+def _global_step_offsets(cfg: RunConfig) -> list[int]:
+    """Optimizer steps done before each stage starts (stage k spans offsets[k] .. offsets[k] + steps)."""
+    offsets, total = [], 0
+    for stage in cfg.stages:
+        offsets.append(total)
+        total += stage.steps
+    return offsets
 
 
 class CurriculumState:
@@ -56,7 +65,7 @@ class CurriculumState:
                 raise ConfigError(f"stages: {path} was written for stages {names}; the config now has "
                                   f"{[(s.name, s.steps) for s in cfg.stages]}")
             return state
-        offsets = global_step_offsets(cfg)
+        offsets = _global_step_offsets(cfg)
         return cls(cfg.run_dir, [
             {"index": k, "name": s.name, "steps": s.steps, "status": "pending", "attempts": 0,
              "attempt_seconds": 0.0, "global_steps": [offsets[k], offsets[k] + s.steps]}

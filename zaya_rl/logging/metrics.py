@@ -38,6 +38,7 @@ class MetricsLogger:
         self._t0 = time.time()
         self._wandb = self._init_wandb(run_dir, cfg, config)
         self._bar = None
+        self._postfix: dict[str, str] = {}
         if cfg.progress_bar:
             from tqdm import tqdm
 
@@ -70,10 +71,19 @@ class MetricsLogger:
             # wandb's own step only increases; SFT, RL and eval records share one x-axis key instead.
             self._wandb.log({**clean, "optimizer_step": step})
         if self._bar is not None and advance:  # SFT, eval and publish records leave the bar alone
-            self._bar.set_postfix(
-                {label: f"{clean[k]:.3g}" for k, label in _BAR_KEYS if k in clean}, refresh=False
-            )
+            self._postfix.update({label: f"{clean[k]:.3g}" for k, label in _BAR_KEYS if k in clean})
+            self._bar.set_postfix(self._postfix, refresh=False)
             self._bar.update(advance)
+
+    def show(self, **fields: int | str | None) -> None:
+        """Pin ``fields`` to the progress bar between steps (e.g. ``err=3``, a count); None removes one."""
+        for key, value in fields.items():
+            if value is None:
+                self._postfix.pop(key, None)
+            else:
+                self._postfix[key] = str(value)
+        if self._bar is not None:
+            self._bar.set_postfix(self._postfix, refresh=True)
 
     def log_table(self, key: str, columns: list[str], rows: list[list[Any]], step: int) -> None:
         """Log a small table (e.g. sample rollouts) to wandb and as one JSONL record."""

@@ -1,9 +1,9 @@
 """Which checkpoints router replay applies to, known from ``config.json`` alone (no torch import).
 
 Router replay (R3, ``models.router_replay``) needs MoE routers of a family in ``ROUTER_FAMILIES``; a dense
-model has none, and another MoE family is not supported. ``check_replay_checkpoint`` reads a checkpoint's
+model has none, and another MoE family is not supported. ``replay_unsupported_reason`` reads a checkpoint's
 ``model_type`` so that ``algorithm.router_replay: true`` on such a model fails before any actor starts
-(``pipeline.run.preflight``); the presets are all MoE.
+(``pipeline.setup.preflight``); the presets are all MoE.
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from zaya_rl.trainer.checkpoint import finalize, tmp_dir
+from zaya_rl.paths import tmp_dir
+from zaya_rl.trainer.checkpoint import finalize
 
 
 def orchestrator_state(orch: Any) -> dict[str, Any]:

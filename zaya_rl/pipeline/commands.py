@@ -52,12 +52,22 @@ def _report(summary: dict) -> None:
         from zaya_rl.curriculum.state import report_lines
 
         print("\n".join(report_lines(summary)), flush=True)
-        return
-    before, after = summary["eval_accuracy_before"], summary["eval_accuracy_after"]
-    ratio = f"{after / before:.2f}x" if before > 0 else "n/a (before = 0)"
-    print(
-        f"[zaya-rl] done: {summary['optimizer_steps']} steps in {summary['wall_seconds']:.0f} s; held-out accuracy "
-        f"{before:.3f} -> {after:.3f} ({ratio}); samples generated {summary['samples_generated']}, trained "
-        f"{summary['samples_trained']}, dropped {summary['samples_dropped']}",
-        flush=True,
-    )
+    else:
+        before, after = summary["eval_accuracy_before"], summary["eval_accuracy_after"]
+        ratio = f"{after / before:.2f}x" if before > 0 else "n/a (before = 0)"
+        print(
+            f"[zaya-rl] done: {summary['optimizer_steps']} steps in {summary['wall_seconds']:.0f} s; held-out "
+            f"accuracy {before:.3f} -> {after:.3f} ({ratio}); samples generated {summary['samples_generated']}, "
+            f"trained {summary['samples_trained']}, dropped {summary['samples_dropped']}",
+            flush=True,
+        )
+        for w in summary.get("warnings", []):
+            print(f"[zaya-rl] warning (step {w['step']}): {w['message']}", flush=True)
+    print(results_line(summary), flush=True)
+
+
+def results_line(summary: dict) -> str:
+    """Where a finished run's results are (the last line ``zaya-rl train``/``resume`` print)."""
+    run_dir = summary["run_dir"]
+    return (f"[zaya-rl] results in {run_dir}: summary.json, metrics.jsonl (every step), train.log, plots/; "
+            f"final weights {summary.get('final_model') or 'none'}; `zaya-rl eval {run_dir}` re-evaluates them")

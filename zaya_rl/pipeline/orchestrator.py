@@ -28,6 +28,7 @@ from zaya_rl.pipeline.accounting import Accounting
 from zaya_rl.pipeline.actors import ActorSet
 from zaya_rl.pipeline.behavioral import BehavioralScorer
 from zaya_rl.pipeline.groups import apply_scores, finalize_group
+from zaya_rl.pipeline.health import CollapseMonitor, ErrorBudget
 from zaya_rl.pipeline.lockstep import JointGeneration
 from zaya_rl.pipeline.records import Group, GroupSpec, Rollout
 from zaya_rl.pipeline.staleness import AdmissionOrder, admissible_count, in_admission_order, is_stale, lag
@@ -36,9 +37,6 @@ from zaya_rl.rollout.base import SamplingParams
 from zaya_rl.trainer.batch import TrainSample
 
 log = logging.getLogger(__name__)
-
-#: Consecutive failures to generate a problem of one environment before the run stops (a broken env).
-MAX_PROBLEM_FAILURES = 20
 
 
 @dataclass
@@ -51,12 +49,16 @@ class Window:
     flagged: dict[str, list[bool]] = field(default_factory=lambda: defaultdict(list))
     finish: Counter = field(default_factory=Counter)
     nonbinary: list[bool] = field(default_factory=list)  # per group with advantages: rewards not all 0/1
+    texts: set[str] = field(default_factory=set)
+    groups: int = 0
     tokens: int = 0
     samples: int = 0
 
     def add(self, group: Group) -> None:
         env = group.spec.env
+        self.groups += 1
         for r in group.rollouts:
+            self.texts.add(r.text)
             self.flagged[env].append(r.canary_flagged)
             self.finish[r.finish_reason] += 1
             self.tokens += len(r.token_ids)
@@ -79,6 +81,7 @@ class Window:
             m["advantage/nonbinary_group_frac"] = _mean(self.nonbinary)
         if self.samples:
             m["rollout/response_tokens"] = self.tokens / self.samples
+            m["rollout/distinct_per_group"] = len(self.texts) / self.groups  # health.CollapseMonitor
             m.update({f"rollout/finish_{k}": v / self.samples for k, v in self.finish.items()})
         for env in self.flagged:
             if self.rewards[env]:
@@ -123,8 +126,11 @@ class Orchestrator:
         self.publish_wanted: tuple[Any, int] | None = None
         self.side_tasks: set[asyncio.Task] = set()
         self.pending_samples = 0
-        self.problem_failures: Counter = Counter()
         self.nonbinary_envs: set[str] = set()
+        self.budget = ErrorBudget(cfg.pipeline.max_failed_groups)
+        self.collapse = CollapseMonitor(cfg.logging.collapse_window, cfg.logging.collapse_distinct_per_group)
+        self.stop_requested = asyncio.Event()  # set by SIGINT (pipeline.stopping.Interrupts)
+        self.slow_levels: dict[str, int] = {}  # env -> lowest level retired as too slow to generate
         self.window = Window()
         self.trainer_busy_s = 0.0
         self.trainer_idle_frac: float | None = None
@@ -155,15 +161,17 @@ class Orchestrator:
         except Exception as e:  # noqa: BLE001 - an environment that fails to generate must not kill the run
             if joint is not None:
                 joint.skip()
-            self.problem_failures[env] += 1
+            # Too slow (pipeline.generate_timeout_s): an adaptive environment stops drawing the level, and the
+            # admission loop draws a replacement; `status` reaches through Ray's RayTaskError to the cause.
+            if getattr(e, "status", None) == "timeout" and self.sampler.retire_level(env, draw.difficulty):
+                self._on_slow_level(env, draw.difficulty)
+                return None
+            reason = str(getattr(e, "cause", None) or e)  # Ray's RayTaskError: the scorer's exception, no traceback
             log.error("environment %s failed to generate seed=%d difficulty=%d: %s", env, draw.seed,
-                      draw.difficulty, e)
-            if self.problem_failures[env] >= MAX_PROBLEM_FAILURES:
-                raise RuntimeError(
-                    f"environment {env!r} failed to generate {MAX_PROBLEM_FAILURES} problems in a row"
-                ) from e
+                      draw.difficulty, reason)
+            self.budget.problem_failed(env, reason)  # raises RunStopped once the budget is spent
+            self._show(err=self.budget.errors)
             return None
-        self.problem_failures[env] = 0
         gid = self._new_group_id() if group_id is None else group_id
         if kind == "train":
             self.draws[gid] = draw
@@ -187,6 +195,8 @@ class Orchestrator:
         return gid
 
     def _on_group_done(self, group: Group) -> None:
+        self.budget.group_scored(group)  # raises RunStopped once the budget is spent
+        self._show(err=self.budget.errors)
         self.window.add(group)
         if self.ttc is not None:
             self.ttc.on_group_done(group)
@@ -210,6 +220,19 @@ class Orchestrator:
             self.ready.append((group, kept))
         else:
             self.draws.pop(group.spec.group_id, None)
+
+    def _on_slow_level(self, env: str, level: int) -> None:
+        if level < self.slow_levels.get(env, level + 1):
+            self.slow_levels[env] = level
+            log.warning("environment %s: a problem at difficulty %d took longer than pipeline.generate_timeout_s="
+                        "%g s to generate; levels >= %d are no longer drawn", env, level,
+                        self.cfg.pipeline.generate_timeout_s, level)
+
+    def _show(self, **fields: Any) -> None:
+        """Pin counters to the progress bar (``MetricsLogger.show``) between optimizer steps."""
+        show = getattr(self.logger, "show", None)  # evaluation-only runs and test doubles have no bar
+        if show is not None:
+            show(**fields)
 
     def _active_groups(self) -> int:
         return len(self.group_tasks) + len(self.ready) + len(self.train_batch) + self.step * self.gps
@@ -301,6 +324,10 @@ class Orchestrator:
         for extra in (self.ttc, self.behavioral):
             if extra is not None:
                 m.update(extra.metrics())
+        m["health/env_errors"] = float(self.budget.errors)
+        self.collapse.check(self.step, m)
+        self._show(warn=",".join(sorted(self.collapse.active)) or None)
+        m["health/warnings"] = float(len(self.collapse.warnings))
         m.update({"pipeline/lag_mean": _mean(lags), "pipeline/lag_max": float(max(lags)),
                   "pipeline/lag_min": float(min(lags)), "pipeline/published_version": float(self.published),
                   "pipeline/inflight_groups": float(len(self.group_tasks)),
@@ -340,22 +367,35 @@ class Orchestrator:
         return [d for d in (*self.group_tasks.values(), *ready, *self.readmit) if d is not None]
 
     async def run(self, total_steps: int) -> None:
-        """Run until ``total_steps`` optimizer steps are done and the last weights are published."""
+        """Run until ``total_steps`` optimizer steps are done and the last weights are published.
+
+        After ``stop_requested`` is set, no group is admitted and no step starts; the step in flight
+        finishes (so the trainer's weights and ``self.step`` agree for a checkpoint), then the loop ends.
+        """
         t_start = time.perf_counter()
         busy0 = self.trainer_busy_s
-        while self.step < total_steps:
-            self._maybe_start_training()  # first: dropping stale groups frees admission room
-            self._admit(total_steps)
-            waiting = (set(self.group_tasks) - self.order.held) | self.side_tasks
-            waiting |= {t for t in (self.train_task, self.publish_task) if t is not None}
-            if not waiting:
-                raise RuntimeError(
-                    f"pipeline stalled: nothing in flight and not enough groups to train (step {self.step}, "
-                    f"published v{self.published}, ready groups {len(self.ready)}, active {self._active_groups()})"
-                )
-            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                self._dispatch(task)
+        stop = asyncio.ensure_future(self.stop_requested.wait())
+        try:
+            while self.step < total_steps:
+                if not self.stop_requested.is_set():
+                    self._maybe_start_training()  # first: dropping stale groups frees admission room
+                    self._admit(total_steps)
+                elif self.train_task is None:
+                    break
+                waiting = (set(self.group_tasks) - self.order.held) | self.side_tasks
+                waiting |= {t for t in (self.train_task, self.publish_task) if t is not None}
+                if not waiting:
+                    raise RuntimeError(
+                        f"pipeline stalled: nothing in flight and not enough groups to train (step {self.step}, "
+                        f"published v{self.published}, ready groups {len(self.ready)}, "
+                        f"active {self._active_groups()})"
+                    )
+                wake = set() if stop.done() else {stop}  # a stop request wakes the loop once
+                done, _ = await asyncio.wait(waiting | wake, return_when=asyncio.FIRST_COMPLETED)
+                for task in done - {stop}:
+                    self._dispatch(task)
+        finally:
+            stop.cancel()
         await self.drain()
         wall = time.perf_counter() - t_start
         self.rl_wall_s += wall

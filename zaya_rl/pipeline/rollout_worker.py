@@ -3,7 +3,8 @@
 Endpoints: ``generate_group`` (G completions of one problem), ``generate_groups`` (several groups in one
 call, sync mode), ``update_weights`` (in flight: the engine
 applies them between decode steps while other groups keep decoding), ``incarnation`` (changes when Ray
-restarts the actor, so the orchestrator can count restarts and re-send the current weights).
+restarts the actor, so the orchestrator can count restarts and re-send the current weights),
+``groups_in_flight`` (groups being generated now; fault drills wait for one before a kill).
 
 The worker applies the chat template and decodes completions; the engine sees only token ids. Because
 this is an async actor, many ``generate_group`` calls are in flight at once and the engine batches them.
@@ -33,9 +34,13 @@ class RolloutWorker:
         self.index = worker_index
         self._incarnation = f"{worker_index}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.engine, self.tokenizer = build_engine(self.cfg)
+        self._groups_in_flight = 0
 
     def incarnation(self) -> str:
         return self._incarnation
+
+    def groups_in_flight(self) -> int:
+        return self._groups_in_flight
 
     def pid(self) -> int:
         """Process id (fault drills kill it to test restarts)."""
@@ -87,7 +92,11 @@ class RolloutWorker:
         arrive (sync mode's reproducibility, ``pipeline.lockstep``)."""
         requests = [self._requests(spec, n, params, env_canary) for spec, n, params, env_canary in groups]
         flat = [r for group in requests for r in group]
-        results = iter(await asyncio.gather(*(self.engine.generate(r) for r in flat)))
+        self._groups_in_flight += len(groups)
+        try:
+            results = iter(await asyncio.gather(*(self.engine.generate(r) for r in flat)))
+        finally:
+            self._groups_in_flight -= len(groups)
         return [
             [self._to_rollout(spec, i, next(results), env_canary) for i in range(len(reqs))]
             for (spec, _, _, env_canary), reqs in zip(groups, requests, strict=True)

@@ -25,7 +25,8 @@ class Scorer:
         # verification deadline, and again after every respawn.
         preload = [(e.name, dict(e.kwargs)) for e in cfg.data.environments]
         self.pool = VerifierPool(
-            num_processes=cfg.pipeline.scorer_processes, timeout_s=cfg.pipeline.verify_timeout_s, preload=preload
+            num_processes=cfg.pipeline.scorer_processes, timeout_s=cfg.pipeline.verify_timeout_s,
+            generate_timeout_s=cfg.pipeline.generate_timeout_s, preload=preload,
         )
 
     def make_problems(

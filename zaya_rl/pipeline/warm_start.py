@@ -24,7 +24,7 @@ SFT_STREAM_OFFSET = 7_919
 
 async def run_sft(cfg: RunConfig, actors: Any, logger: Any) -> dict[str, Any]:
     """Run ``sft.steps`` supervised steps; returns the first and last loss and the time taken."""
-    from zaya_rl.pipeline.run import make_sampler
+    from zaya_rl.pipeline.setup import make_sampler
 
     t0 = time.perf_counter()
     n = min(cfg.sft.steps * cfg.sft.batch_size, MAX_SFT_PROBLEMS)

@@ -1,7 +1,7 @@
 """Build the configured rollout engine (``rollout.engine``) and the tokenizer the worker needs.
 
 A registry of builders keyed by the config's ``Literal``: ``torch`` (transformers, CPU or GPU), ``vllm``
-(``zaya_rl.rollout.vllm_engine``, GPU), ``fake`` (scripted: echoes the prompt's last digits, for
+(``zaya_rl.rollout.vllm_build``, GPU), ``fake`` (scripted: echoes the prompt's last digits, for
 orchestrator plumbing tests that need no model). Heavy imports happen inside each builder.
 """
 
@@ -56,9 +56,9 @@ def _fake(cfg: RunConfig) -> tuple[RolloutEngine, Any]:
 
 
 def _vllm(cfg: RunConfig) -> tuple[RolloutEngine, Any]:
-    from zaya_rl.rollout.vllm_engine import build_vllm_engine
+    from zaya_rl.rollout.vllm_build import build
 
-    return build_vllm_engine(cfg)
+    return build(cfg)
 
 
 ENGINE_BUILDERS: dict[str, Callable[[RunConfig], tuple[RolloutEngine, Any]]] = {

@@ -295,10 +295,3 @@ class VLLMEngine(RolloutEngine):
         shutdown = getattr(self.llm, "shutdown", None)
         if shutdown is not None:
             shutdown()
-
-
-def build_vllm_engine(cfg: Any) -> tuple[VLLMEngine, Any]:
-    """``(engine, tokenizer)`` for ``rollout.engine: vllm`` (``zaya_rl.rollout.vllm_build``)."""
-    from zaya_rl.rollout.vllm_build import build
-
-    return build(cfg)

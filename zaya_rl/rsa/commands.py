@@ -72,7 +72,7 @@ def job_from_args(args: argparse.Namespace):
             answer_format=args.answer_format,
         )
     except ValidationError as exc:  # names the field: rsa.num_candidates is --N, rsa.tail_tokens --tau, ...
-        raise ConfigError(format_validation_error(exc, prefix="rsa")) from None
+        raise ConfigError(format_validation_error(exc, prefix="rsa", model=RSAConfig)) from None
     try:
         env_kwargs = json.loads(args.env_kwargs)
     except json.JSONDecodeError as exc:

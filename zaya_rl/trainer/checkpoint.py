@@ -9,7 +9,7 @@ Layout of ``<root>/step_000040/``:
     COMPLETE                written last
 
 A step folder is first written as ``step_000040.tmp`` and renamed once complete, so a crash mid-save never
-leaves a folder that ``latest_checkpoint`` would pick. ``root`` may be a shared filesystem path
+leaves a folder that ``zaya_rl.paths.latest_checkpoint`` would pick. ``root`` may be a shared filesystem path
 (``checkpoint.dir``): the trainer writes the model part, the orchestrator the rest, into the same folder.
 """
 
@@ -22,24 +22,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-_MARKER = "COMPLETE"
-
-
-def step_dir(root: str | Path, step: int) -> Path:
-    return Path(root) / f"step_{step:06d}"
-
-
-def tmp_dir(root: str | Path, step: int) -> Path:
-    return Path(root) / f"step_{step:06d}.tmp"
-
-
-def latest_checkpoint(root: str | Path) -> Path | None:
-    """The newest complete step folder under ``root`` (None when there is none)."""
-    root = Path(root)
-    if not root.is_dir():
-        return None
-    done = [p for p in root.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp") and (p / _MARKER).exists()]
-    return max(done, key=lambda p: int(p.name.split("_")[1]), default=None)
+from zaya_rl.paths import COMPLETE_MARKER, complete_checkpoints, step_dir, tmp_dir
 
 
 def save_trainer_part(path: str | Path, model: Any, tokenizer: Any, optimizer: Any, state: dict[str, Any]) -> None:
@@ -79,7 +62,7 @@ def finalize(root: str | Path, step: int, orchestrator_state: dict[str, Any], ke
     """Write the orchestrator state, mark the temporary folder complete, rename it, prune old ones."""
     tmp, final = tmp_dir(root, step), step_dir(root, step)
     (tmp / "orchestrator.json").write_text(json.dumps(orchestrator_state, indent=1, default=_json_default))
-    (tmp / _MARKER).write_text("ok\n")
+    (tmp / COMPLETE_MARKER).write_text("ok\n")
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -93,11 +76,7 @@ def load_orchestrator_part(path: str | Path) -> dict[str, Any]:
 
 def prune(root: str | Path, keep_last: int) -> None:
     """Delete all but the newest ``keep_last`` complete step folders."""
-    root = Path(root)
-    done = sorted(
-        (p for p in root.glob("step_*") if p.is_dir() and (p / _MARKER).exists() and not p.name.endswith(".tmp")),
-        key=lambda p: int(p.name.split("_")[1]),
-    )
+    done = complete_checkpoints(root)
     for p in done[:-keep_last]:
         shutil.rmtree(p, ignore_errors=True)
 

@@ -1,0 +1,68 @@
+"""Held-out evaluation levels (``eval.difficulty``) and accuracy per level, with an adaptive environment
+on the real orchestrator and scorer (``inproc``). Run ``python -m pytest tests/pipeline/test_evaluate.py -q``.
+"""
+
+from __future__ import annotations
+
+import pytest
+from inproc import arithmetic_answer, inproc_orchestrator, run_bounded
+
+from zaya_rl.config import ConfigError, config_from_dict
+from zaya_rl.pipeline.evaluate import eval_levels, evaluate
+from zaya_rl.pipeline.setup import make_sampler, preflight
+
+
+def _cfg(difficulty=None, **adaptive):
+    return config_from_dict({
+        "run_dir": "/tmp/unused", "rollout": {"engine": "fake", "sampling": {"max_new_tokens": 32}},
+        "algorithm": {"group_size": 4}, "pipeline": {"groups_per_step": 2, "max_lag": 0},
+        "data": {"environments": [{"name": "arithmetic", "difficulty": "adaptive"},
+                                  {"name": "reverse", "difficulty": 2}],
+                 "adaptive": {"min_prompts_before_check": 1, **adaptive}},
+        "canary": {"enabled": False}, "eval": {"num_problems": 3, "difficulty": difficulty},
+    })
+
+
+@pytest.mark.parametrize(
+    ("difficulty", "expected"),
+    [
+        (None, {"arithmetic": [0], "reverse": [2]}),  # today's default: comparable before and after
+        (3, {"arithmetic": [3], "reverse": [3]}),
+        ([1, 4], {"arithmetic": [1, 4], "reverse": [1, 4]}),
+        ("train_levels", {"arithmetic": [2, 3, 4, 5], "reverse": [2]}),  # h = 5, window 4; the fixed level
+    ],
+)
+def test_eval_levels_follow_eval_difficulty(difficulty, expected):
+    cfg = _cfg(difficulty)
+    sampler = make_sampler(cfg)
+    sampler.controller.ladders["arithmetic"].h = 5
+    assert eval_levels(cfg, sampler) == expected
+
+
+def test_an_evaluation_level_outside_an_environments_range_fails_before_the_run():
+    with pytest.raises(ConfigError, match=r"eval.difficulty: level 8 is outside arithmetic's range 0..7"):
+        preflight(_cfg([1, 8]))
+    with pytest.raises(ConfigError, match="eval.difficulty"):
+        config_from_dict({"eval": {"difficulty": []}})
+
+
+def test_after_rl_train_levels_evaluates_where_the_adaptive_ladder_climbed_per_level():
+    cfg = _cfg("train_levels")
+    orch, scorer = inproc_orchestrator(cfg, arithmetic_answer)  # always right: the arithmetic ladder climbs
+    try:
+        before = run_bounded(evaluate(orch, cfg, orch.sampler))
+        run_bounded(orch.run(8))
+        after = run_bounded(evaluate(orch, cfg, orch.sampler))
+        fixed = run_bounded(evaluate(orch, cfg.model_copy(update={"eval": cfg.eval.model_copy(
+            update={"difficulty": None})}), orch.sampler))
+    finally:
+        scorer.pool.close()
+    h = orch.sampler.controller.ladders["arithmetic"].h
+    assert h >= 2  # training reached level h; `reverse` at level 2 is answered wrong (the script adds)
+    levels = orch.sampler.train_levels("arithmetic")
+    assert levels[-1] == h
+    assert {k for k in before if "/d" in k} == {"arithmetic/d0", "reverse/d2"}
+    assert {k for k in after if "/d" in k} == {f"arithmetic/d{d}" for d in levels} | {"reverse/d2"}
+    assert all(after[f"arithmetic/d{d}"] == 1.0 for d in levels) and after["reverse/d2"] == 0.0, after
+    assert after["arithmetic"] == 1.0 and after["accuracy"] == 0.5 and after["errors"] == 0.0
+    assert {k for k in fixed if "/d" in k} == {"arithmetic/d0", "reverse/d2"}  # the default stays at level 0

@@ -1,0 +1,109 @@
+"""No import circles (STYLE.md §6 and rule 7): the packages' import graph, read with ``ast``, has no cycle,
+and importing the config tree pulls in neither the pipeline nor torch/ray.
+
+Every ``import`` counts, also one inside a function or under ``TYPE_CHECKING``: a lazy import hides a
+circle from Python, not from a reader. Run ``python -m pytest tests/test_import_graph.py -q``.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("zaya_rl", "environments", "rewards")
+
+
+def module_files(root: Path) -> dict[str, Path]:
+    """Dotted module name -> file, for every ``.py`` file of ``PACKAGES`` under ``root``."""
+    out = {}
+    for pkg in PACKAGES:
+        for path in (root / pkg).rglob("*.py"):
+            parts = path.relative_to(root).with_suffix("").parts
+            out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return out
+
+
+def imported_modules(path: Path, name: str, modules: dict[str, Path]) -> set[str]:
+    """The project modules ``path`` (module ``name``) imports anywhere in its body."""
+    is_pkg = path.name == "__init__.py"
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative import: resolve against this module's package
+                pkg = name.split(".") if is_pkg else name.split(".")[:-1]
+                pkg = pkg[: len(pkg) - node.level + 1]
+                base = ".".join([*pkg, base] if base else pkg)
+            found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names)  # `from pkg import submodule`
+    return {m for m in found if m in modules and m != name}
+
+
+def import_graph(root: Path) -> dict[str, set[str]]:
+    modules = module_files(root)
+    return {name: imported_modules(path, name, modules) for name, path in modules.items()}
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_circle_finder_finds_a_circle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert circles(graph) == [["a", "b", "c"]]
+
+
+def test_the_packages_have_no_import_circle():
+    graph = import_graph(REPO)
+    assert "zaya_rl.config.schema" in graph and graph["zaya_rl.config.schema"]  # the graph was really read
+    found = circles(graph)
+    assert not found, "import circles (each: modules that import each other in a loop):\n" + "\n".join(
+        " -> ".join(c) for c in found)
+
+
+def test_importing_the_config_imports_no_pipeline_torch_or_ray():
+    code = ("import sys, json; import zaya_rl.config, zaya_rl.config.commands; "
+            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('torch', 'ray', 'vllm', 'environments') or m.startswith(('zaya_rl.pipeline', 'zaya_rl.curriculum', "
+            "'zaya_rl.trainer', 'zaya_rl.models')))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
+                         check=True)
+    assert json.loads(out.stdout) == []
