@@ -9,8 +9,9 @@ delivers calls, so two runs with one seed drift apart after the first RL step.
 ``JointGeneration`` collects the generation requests of the ``expected`` groups admitted together (in sync
 mode: one step's), then sends them at once, in group-id order (``WorkerSet.generate_together``: one call per
 worker, a fixed split); each worker hands all its requests to the engine before its first decode step
-(``RolloutWorker.generate_groups``). A group whose problem could not be generated calls ``skip``; the group
-admitted in its place later is generated on its own (a failing environment is an error case, logged).
+(``RolloutWorker.generate_groups``). A group whose problem could not be generated (it failed, or took longer
+than ``pipeline.generate_timeout_s`` and its level was retired) calls ``skip``, before anything else, so the
+others never wait for it; the group admitted in its place later is generated on its own (logged).
 
 Async mode does not use it: there generation overlaps training and weight updates by design, so the batches
 (and the policy version of each token) depend on timing anyway (docs/concepts.md §3).
