@@ -135,7 +135,7 @@ class TrainerActor:
         shards = shard_samples(samples, self.setup.world_size)
         refs = [f.train_shard.remote(shards[i + 1], counts, self.step) for i, f in enumerate(self.followers)]
         res = self.train_shard(shards[0], counts, self.step)
-        others = ray.get(refs)
+        others = ray.get(refs) if refs else []  # one rank: no Ray call (the class also runs outside Ray)
         if not res.skipped:
             res.metrics["train/loss"] = sum(r.metrics.get("train/loss_rank", 0.0) for r in [res, *others])
         return res
@@ -223,7 +223,8 @@ class TrainerActor:
             try:
                 yield
             finally:
-                ray.get(refs)
+                if refs:
+                    ray.get(refs)
 
         return ctx()
 
