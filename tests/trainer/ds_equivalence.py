@@ -50,6 +50,7 @@ keep the expert gradients close to full rank.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import os
@@ -253,7 +254,7 @@ def _rank(rank: int, world: int, args: argparse.Namespace, port: int) -> dict:
         else:
             res = ds.train_shard(shard, counts, k)
             assert not res.skipped, res.reason
-            t = torch.tensor([res.metrics["train/loss_rank"]], dtype=torch.float64)
+            t = torch.tensor([res.metrics["train/loss_rank"]], dtype=torch.float64, device=ds.device)  # NCCL: on GPU
             dist.all_reduce(t)
             loss_ds = float(t)
         step_s.append(time.perf_counter() - t1)
@@ -282,6 +283,9 @@ def _rank(rank: int, world: int, args: argparse.Namespace, port: int) -> dict:
         "published_vs_master": max(float((published[n].float() - final[n].to(dtype).float()).abs().max())
                                    for n in final),
         "deepspeed_init_s": round(init_s, 2), "ds_step_s": [round(s, 3) for s in step_s],
+        "machine": torch.cuda.get_device_name() if args.device == "cuda" else f"cpu ({os.cpu_count()} cores)",
+        "versions": {"torch": torch.__version__, "deepspeed": deepspeed.__version__,
+                     "transformers": importlib.import_module("transformers").__version__},
     }
     for name, w in weights.items():
         res[f"vs_{name}"] = {"loss_rel_err": max(abs(a - b) for a, b in zip(losses[name], losses["deepspeed"],
