@@ -21,6 +21,7 @@ PY=${PYTHON:-python3}
 DRY=${DRY_RUN:-0}
 PART=${PART:-tests}
 BUDGET=${BUDGET:-540}
+[ "${DRY_RUN:-0}" = 1 ] && BUDGET=${BUDGET_DRY:-1500}   # both parts, on CPU
 OUT=${OUT:-/tmp/zaya_gpu_out}
 WORK=${ZAYA_GPU_WORK:-/tmp/zaya_x2_$PART}
 [ "${DRY_RUN:-0}" = 1 ] && WORK=${ZAYA_GPU_WORK:-/tmp/zaya_x2_dry}

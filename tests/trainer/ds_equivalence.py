@@ -35,6 +35,8 @@ one empty completion.
 - ``published_vs_master``: what ``TrainerActor.get_weights`` publishes to vLLM (ZeRO-3: gathered) minus the
   master weights cast to ``model.dtype``: exactly 0 (bf16: the engine gets the rounded master).
 - ``init_diff``: DeepSpeed's starting master weights minus the references': exactly 0.
+- ``nonfinite_step``: one more step whose batch holds a NaN advantage (on one rank's shard) must be skipped
+  (DeepSpeed's overflow check, on every rank) and leave the master weights exactly as they were.
 - Discrimination, so the checks cannot pass by accident: ``replay_effect.update_rel`` (the update of
   ``fp32_replay_off`` against ``fp32``) must be 3x the loosest update tolerance, and ``params_moved`` > 1e-4.
 
@@ -50,6 +52,7 @@ keep the expert gradients close to full rank.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import math
@@ -268,6 +271,13 @@ def _rank(rank: int, world: int, args: argparse.Namespace, port: int) -> dict:
         published = ds.get_weights()
     else:
         ds.follow_weights()
+    # A NaN advantage in one sample (on one rank's shard): every rank must skip the step, weights untouched.
+    bad = [*samples[:-2], dataclasses.replace(samples[-2], advantage=float("nan")), samples[-1]]
+    if world == 1:
+        nan_skipped = ds.train_step(bad)["train/skipped"] == 1.0
+    else:
+        nan_skipped = ds.train_shard(shard_samples(bad, world)[rank], counts, args.steps).skipped
+    after_nan = master()
     if rank != 0:
         return {}
     dtype = getattr(torch, ds_cfg["model"]["dtype"])
@@ -280,6 +290,8 @@ def _rank(rank: int, world: int, args: argparse.Namespace, port: int) -> dict:
         "fp32_lm_head": ds.settings.fp32_lm_head, "init_diff": init_diff, "loss_scale": scale,
         "losses": losses,
         "params_moved": max(float((weights["fp32"][n] - w0[n]).abs().max()) for n in w0),
+        "nonfinite_step": {"skipped": nan_skipped,
+                           "moved": max(float((after_nan[n] - final[n]).abs().max()) for n in final)},
         "published_vs_master": max(float((published[n].float() - final[n].to(dtype).float()).abs().max())
                                    for n in final),
         "deepspeed_init_s": round(init_s, 2), "ds_step_s": [round(s, 3) for s in step_s],
@@ -306,6 +318,8 @@ def verdict(res: dict, tol: dict[str, dict[str, float]]) -> list[str]:
         fails.append(f"DeepSpeed starts from other weights (max diff {res['init_diff']:.3g})")
     if res["published_vs_master"] != 0.0:
         fails.append(f"published weights differ from the master weights by {res['published_vs_master']:.3g}")
+    if not (res["nonfinite_step"]["skipped"] and res["nonfinite_step"]["moved"] == 0.0):
+        fails.append(f"a step with a NaN advantage was not skipped cleanly: {res['nonfinite_step']}")
     if not res["params_moved"] > 1e-4:
         fails.append(f"parameters did not move ({res['params_moved']:.3g})")
     loosest = max(v for limits in tol.values() for k, v in limits.items() if k.startswith("update_rel_err"))

@@ -35,7 +35,9 @@ gradient. Muon's update does not depend on the gradient's scale, so only the Ada
 (c) A non-finite gradient is caught by DeepSpeed's overflow check (``check_grad_overflow``), which skips
 the step on every rank.
 
-Test: ``python -m pytest tests/trainer/test_parallel.py -q`` (CPU, gloo, 1 rank; ``-m slow``).
+Test: ``python -m pytest tests/trainer/test_parallel.py -q`` (the production config's ZeRO-3 path on one gloo
+rank against the torch step; ``-m slow``: two ranks, ZeRO-2, Qwen3-MoE, bf16); on GPUs
+``tests/gpu/test_deepspeed_gpu.py``. Both run ``tests/trainer/ds_equivalence.py``.
 """
 
 from __future__ import annotations
