@@ -6,9 +6,15 @@
 # The device call that runs benchmarks/gpu/run_all.sh carries ".gpuwheels/extra"; run_all.sh installs them.
 set -euo pipefail
 out=.gpuwheels/extra
-grep -qxF "/.gpuwheels/" .git/info/exclude 2>/dev/null || echo "/.gpuwheels/" >> .git/info/exclude
+exclude=$(git rev-parse --git-path info/exclude)  # .git is a file in a worktree
+grep -qxF "/.gpuwheels/" "$exclude" 2>/dev/null || echo "/.gpuwheels/" >> "$exclude"
 rm -rf "$out" && mkdir -p "$out"
 DS_BUILD_OPS=0 python3 -m pip wheel -q --no-deps --no-build-isolation deepspeed==0.19.8 -w "$out"
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform any hjson==3.1.0 -d "$out"
+# pydantic (zaya_rl.config, DeepSpeed's config), pinned as in shared/gpu/make_wheel_chunks.sh: so that
+# run_ds_1gpu.sh also runs on a fresh machine without the vLLM wheel set.
+python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+  --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any \
+  pydantic==2.14.3 pydantic-core==2.50.4 annotated-types typing-inspection -d "$out"
 ls -la "$out"

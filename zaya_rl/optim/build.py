@@ -43,13 +43,14 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> tuple[MuonAdamW, list
         ns_steps=cfg.ns_steps,
         betas=cfg.betas,
         eps=cfg.eps,
-        ns_dtype=_ns_dtype(cfg.ns_dtype, model),
+        ns_dtype=resolve_ns_dtype(cfg.ns_dtype, model),
     )
     return optimizer, groups
 
 
-def _ns_dtype(name: str, model: nn.Module) -> str:
-    """``auto``: bfloat16 on accelerators (torch's choice), float32 on CPU (bf16 matmuls are slow there)."""
+def resolve_ns_dtype(name: str, model: nn.Module) -> str:
+    """``optim.ns_dtype`` for ``model``'s device (both trainer backends): ``auto`` is bfloat16 on accelerators
+    (torch's choice), float32 on CPU (bf16 matmuls are slow there)."""
     if name != "auto":
         return name
     device = next(model.parameters()).device

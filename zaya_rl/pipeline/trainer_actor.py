@@ -127,15 +127,13 @@ class TrainerActor:
         return {**res.metrics, "train/skipped": 0.0, "train/lr": self.optimizer.param_groups[0]["lr"]}
 
     def _distributed_step(self, samples: list[TrainSample]) -> Any:
-        import ray
-
         from zaya_rl.trainer.parallel_step import global_counts, shard_samples
 
         counts = global_counts(samples, self.settings.micro_batch_size, self.setup.world_size)
         shards = shard_samples(samples, self.setup.world_size)
         refs = [f.train_shard.remote(shards[i + 1], counts, self.step) for i, f in enumerate(self.followers)]
         res = self.train_shard(shards[0], counts, self.step)
-        others = ray.get(refs)
+        others = _wait(refs)
         if not res.skipped:
             res.metrics["train/loss"] = sum(r.metrics.get("train/loss_rank", 0.0) for r in [res, *others])
         return res
@@ -215,15 +213,13 @@ class TrainerActor:
         """Context: under ZeRO-3 the other ranks gather along with this rank's ``named_weights``."""
         import contextlib
 
-        import ray
-
         @contextlib.contextmanager
         def ctx():
             refs = [f.follow_weights.remote() for f in self.followers] if self.setup.zero_stage == 3 else []
             try:
                 yield
             finally:
-                ray.get(refs)
+                _wait(refs)
 
         return ctx()
 
@@ -279,6 +275,17 @@ class TrainerActor:
 
         return os.getpid()
 
+
+
+def _wait(refs: list[Any]) -> list[Any]:
+    """``ray.get(refs)``, without touching Ray when there is nothing to wait for: a one-rank trainer also runs
+    outside Ray (``tests/trainer/ds_equivalence.py``, a GPU machine without Ray), where ``ray.get([])`` would
+    start a local cluster."""
+    if not refs:
+        return []
+    import ray
+
+    return ray.get(refs)
 
 
 def _device(name: str) -> Any:
