@@ -29,8 +29,26 @@ calls = []
 
 
 def fake_cce(e, c, targets, ignore_index=-100, softcap=None, reduction="mean", shift=False, filter_eps="high"):
+    """cut-cross-entropy 25.1's arithmetic: an fp32 log-sum-exp of exact products, but the target logit summed
+    from products rounded to the inputs' dtype (``indexed_dot.py``: ``(e * c).to(tl.float32)``)."""
     calls.append({"reduction": reduction, "filter_eps": filter_eps, "dtype": e.dtype})
-    return _ce(e, c, targets)
+
+    class _NLL(torch.autograd.Function):  # the kernel's backward is the exact (softmax − onehot) one
+        @staticmethod
+        def forward(ctx, e, c):
+            ctx.save_for_backward(e, c)
+            lse = torch.logsumexp(e.double() @ c.double().T, -1)
+            return (lse - (e * c[targets]).double().sum(-1)).float()
+
+        @staticmethod
+        def backward(ctx, g):
+            e, c = ctx.saved_tensors
+            with torch.enable_grad():
+                ed, cd = e.detach().double().requires_grad_(True), c.detach().double().requires_grad_(True)
+                F.cross_entropy(ed @ cd.T, targets, reduction="none").backward(g.double())
+            return ed.grad.to(e.dtype), cd.grad.to(c.dtype)
+
+    return _NLL.apply(e, c)
 
 
 def fake_liger(input, weight, target, bias=None, reduction="mean", accum_dtype=None, **_):
@@ -127,6 +145,19 @@ def test_fused_adapters_match_naive_log_softmax_values_and_gradients(kernels, mo
     assert results[0][0].shape == (2, 5)
 
 
+def test_cce_target_logit_is_made_exact_in_bf16(kernels):
+    """The kernel's bf16-rounded products would leave ~1e-2 nats at H = 2048; the adapter removes them."""
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(64, 2048, generator=g).bfloat16()
+    weight = (torch.randn(50, 2048, generator=g) * 0.05).bfloat16()
+    targets = torch.randint(0, 50, (64,), generator=g)
+    exact = torch.log_softmax(hidden.double() @ weight.double().T, -1).gather(-1, targets[:, None])[:, 0]
+    raw = -fake_cce(hidden, weight, targets, reduction="none").double()
+    assert (raw - exact).abs().max() > 3e-3  # what the kernel alone returns
+    ours = fused_logprobs.cce_logprobs(hidden, weight, None, targets, 1.0).double()
+    assert (ours - exact).abs().max() < 1e-4
+
+
 def test_cce_adapter_refuses_a_bias_and_a_missing_kernel(kernels, monkeypatch):
     h, w, t = torch.randn(3, 4), torch.randn(6, 4), torch.tensor([0, 1, 2])
     with pytest.raises(ValueError, match="no lm_head bias"):
@@ -134,3 +165,35 @@ def test_cce_adapter_refuses_a_bias_and_a_missing_kernel(kernels, monkeypatch):
     monkeypatch.setattr(fused_logprobs, "load_kernel", lambda name: (None, "liger-kernel is not importable (x)"))
     with pytest.raises(RuntimeError, match="not importable"):
         fused_logprobs.liger_logprobs(h, w, None, t, 1.0)
+
+
+def test_config_choices_and_contradictions_fail_at_load():
+    from typing import get_args
+
+    from zaya_rl.config import config_from_dict
+    from zaya_rl.config.schema import TrainerConfig
+
+    assert get_args(TrainerConfig.model_fields["logprob_impl"].annotation) == IMPLS
+    with pytest.raises(ValueError, match="trainer.logprob_impl: cce is a CUDA kernel, but trainer.device is cpu"):
+        config_from_dict({"trainer": {"device": "cpu", "logprob_impl": "cce"}})
+    with pytest.raises(ValueError, match="trainer.packing: on needs trainer.backend torch"):
+        config_from_dict({"trainer": {"backend": "deepspeed", "num_gpus": 2, "packing": "on"}})
+    assert config_from_dict({}).trainer.logprob_impl == "auto"
+
+
+def test_trainer_start_names_the_kernel_and_layout():
+    from zaya_rl.models.policy import build_preset
+    from zaya_rl.trainer.step import LossSettings, describe_kernels
+
+    model, _ = build_preset("tiny-zaya")
+    settings = LossSettings(temperature=1.0, delta=0.1, tis_cap=2.0, aggregation="token-mean", max_len=8,
+                            logprob_chunk_size=8, router_replay=False, grad_clip=1.0, micro_batch_size=2, packing="auto")
+    info = describe_kernels(model, settings)
+    assert info["logprob_impl"].startswith("chunked (cce runs on CUDA only")
+    assert info["micro_batches"] == "packed (2 separator slots between sequences)"
+    model.config.attention_bias = True  # what a checkpoint with q/k biases would say
+    assert "attention_bias=True" in describe_kernels(model, settings)["micro_batches"]
+    import dataclasses
+
+    with pytest.raises(ValueError, match="trainer.packing=on: ZAYA with attention_bias=True"):
+        describe_kernels(model, dataclasses.replace(settings, packing="on"))

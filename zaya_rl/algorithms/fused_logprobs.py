@@ -3,13 +3,15 @@
 Both kernels compute a per-token cross-entropy without ever writing the ``[N, V]`` logits to global memory,
 and the log-prob is its negative: ``log p(y_n) = −CE_n`` with ``reduction="none"``. The temperature enters as
 ``(h Wᵀ + b) / T = (h / T) Wᵀ + b / T``: the hidden states (and the bias) are scaled before the kernel, so the
-gradient reaches ``h`` through that scale by autograd. Both take the per-token upstream gradient in their
+gradient reaches ``h`` through that scale by autograd. With T != 1 the kernel's input is bf16(h / T), one more
+rounding of the hidden state (2⁻⁹ relative, the size of the bf16 rounding the last norm already applies). Both take the per-token upstream gradient in their
 backward (``grad_out`` per row), which the policy loss needs (every token has its own weight A·w·v).
 
 - ``cce``: Apple's cut-cross-entropy (Wijmans et al., arXiv 2411.09009), ``linear_cross_entropy(e, c, targets,
   reduction="none", filter_eps=None)``. Its Triton kernels multiply bf16/fp16 operands with an fp32
   accumulator and never round the logits, so the log-probs are those of an **fp32 head** (``fp32=True``); with
-  ``fp32=False`` they are more exact than asked (a bf16 head would round the logits). ``filter_eps=None``
+  ``fp32=False`` they are more exact than asked (a bf16 head would round the logits); its target logit sums
+  products rounded to bf16, which ``cce_logprobs`` corrects (``_exact_target_logit_shift``). ``filter_eps=None``
   keeps the gradient exact (CCE's default skips vocabulary blocks whose softmax is below bf16 resolution).
   What it cannot do: an output bias (no ``bias`` argument in 25.1), fp32 weights (its backward asserts
   bf16/fp16). Its gradients are accumulated in the weights' dtype with atomics (not bitwise reproducible).
@@ -19,7 +21,7 @@ backward (``grad_out`` per row), which the policy loss needs (every token has it
   matches ``fp32=False`` (a bf16 head) or fp32 weights, not an fp32 head over bf16 weights. It takes a bias.
   The weight gradient is accumulated in fp32 (``accum_dtype``), as the chunked reference's GEMMs do.
 
-Which one runs: ``resolve_impl``. The packages are optional (``pip install 'zaya-rl[kernels]'``); importing
+Which one runs: ``resolve_impl``. The packages are optional (``pip install 'zaya-rl[gpu]'``); importing
 this module imports neither, and a missing or broken install is a reason, not a crash, for ``auto``.
 
 Tests: ``tests/algorithms/test_logprob_dispatch.py`` (CPU: dispatch, fallback, the adapters against a stand-in
@@ -111,7 +113,23 @@ def cce_logprobs(
         raise RuntimeError(why)
     h, _ = _scaled(hidden, weight, None, inv_t)
     nll = fn(h, weight, targets, reduction="none", filter_eps="high" if grad_filter else None)
-    return nll.float().neg()
+    return _exact_target_logit_shift(h, weight, targets) - nll.float()
+
+
+def _exact_target_logit_shift(h: Tensor, weight: Tensor, targets: Tensor, rows: int = 1024) -> Tensor:
+    """``h·W[y]`` summed from exact products minus the same from products rounded to the inputs' dtype.
+
+    Why: cut-cross-entropy 25.1 takes its log-sum-exp from an fp32-accumulating ``tl.dot`` but its target logit
+    from ``(e * c).to(tl.float32)`` (``indexed_dot.py``), i.e. every product of the dot rounded to bf16 first:
+    about ``sqrt(H)·2⁻⁹`` of a typical product off, ~0.01 nats at H = 2048. Adding this difference makes
+    ``−nll`` the fp32-head log-prob. Value only: the kernel's backward already uses exact logits.
+    """
+    out = torch.empty(h.shape[0], dtype=torch.float32, device=h.device)
+    with torch.no_grad():
+        for s in range(0, h.shape[0], rows):  # [rows, H] temporaries, not [N, H] in fp32
+            e, c = h[s : s + rows], weight[targets[s : s + rows]]
+            out[s : s + rows] = (e.float() * c.float()).sum(-1) - (e * c).float().sum(-1)
+    return out
 
 
 def liger_logprobs(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor, inv_t: float) -> Tensor:

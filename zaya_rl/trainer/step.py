@@ -21,11 +21,18 @@ from dataclasses import dataclass
 
 import torch
 
+from zaya_rl.algorithms.fused_logprobs import resolve_impl
 from zaya_rl.algorithms.logprobs import token_logprobs
 from zaya_rl.algorithms.loss import policy_loss
 from zaya_rl.models.router_replay import replay_routing
 from zaya_rl.trainer.batch import MicroBatch, TrainSample, count_nonempty
-from zaya_rl.trainer.packing import forward_view, padded_fraction, padding_fraction, plan_micro_batches
+from zaya_rl.trainer.packing import (
+    forward_view,
+    packing_separators,
+    padded_fraction,
+    padding_fraction,
+    plan_micro_batches,
+)
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,25 @@ def base_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.Tensor
         raise ValueError("models with final_logit_softcapping are not supported by token_logprobs")
     head = model.get_output_embeddings()
     return getattr(model, model.base_model_prefix), head.weight, head.bias
+
+
+def describe_kernels(model: torch.nn.Module, settings: LossSettings) -> dict[str, str]:
+    """Which log-prob implementation and micro-batch layout the step will use for ``model``, and why."""
+    _, head, bias = base_and_head(model)
+    impl, why = resolve_impl(
+        settings.logprob_impl, device=head.device, weight_dtype=head.dtype, fp32=settings.fp32_lm_head,
+        has_bias=bias is not None,
+    )
+    separators, no_pack = packing_separators(model)
+    if settings.packing == "on" and separators is None:
+        raise ValueError(f"trainer.packing=on: {no_pack}")
+    if settings.packing == "off":
+        layout = "right-padded (trainer.packing: off)"
+    elif separators is None:
+        layout = f"right-padded ({no_pack})"
+    else:
+        layout = f"packed ({separators} separator slots between sequences)"
+    return {"logprob_impl": f"{impl} ({why})" if why else impl, "micro_batches": layout}
 
 
 def sequence_logprobs(
