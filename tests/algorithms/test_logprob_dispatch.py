@@ -190,7 +190,7 @@ def test_trainer_start_names_the_kernel_and_layout():
                             logprob_chunk_size=8, router_replay=False, grad_clip=1.0, micro_batch_size=2, packing="auto")
     info = describe_kernels(model, settings)
     assert info["logprob_impl"].startswith("chunked (cce runs on CUDA only")
-    assert info["micro_batches"] == "packed (2 separator slots between sequences)"
+    assert info["micro_batches"] == "packed where it costs less than padding (2 separator slots between sequences)"
     model.config.attention_bias = True  # what a checkpoint with q/k biases would say
     assert "attention_bias=True" in describe_kernels(model, settings)["micro_batches"]
     import dataclasses

@@ -20,6 +20,8 @@ from zaya_rl.models.policy import build_preset
 from zaya_rl.models.router_replay import routing_shape
 from zaya_rl.trainer.batch import TrainSample, make_micro_batches
 from zaya_rl.trainer.packing import (
+    choose_capacity,
+    layout_cost,
     make_packed_micro_batches,
     pack_rows,
     packing_separators,
@@ -158,6 +160,20 @@ def test_first_fit_decreasing_rows_by_hand():
     assert pack_rows([5, 3, 3, 2, 1], 5, separators=0) == [[0], [1, 3], [2, 4]]
     # with 2 separator slots between sequences, 3 + 2 + 1 = 6 no longer fits a row of 5, 2 + 2 + 1 = 5 does
     assert pack_rows([5, 3, 3, 2, 1], 5, separators=2) == [[0], [1], [2], [3, 4]]
+
+
+def test_layout_choice_weighs_padding_against_attention_by_hand():
+    assert layout_cost([(2, 10), (3, 6)], 1.0) == 2 * 10 * 11 + 3 * 6 * 7
+    lengths, kw = [10, 6, 6, 6, 4], {"micro_batch_size": 2, "budget": 20, "separators": 0}
+    # padded, sorted, 2 per micro-batch: [4, 6] [6, 6] [10] = 12 + 12 + 10 slots = 34.
+    # capacity 10: rows [10] [6, 4] [6] [6] -> micro-batches 2 x 10 and 2 x 6 = 32 slots;
+    # capacity 20: rows [10, 6, 4] [6, 6] -> 20 + 12 = 32 slots too, but one row 20 wide.
+    assert choose_capacity(lengths, attention_weight=0.0, allow_padded=True, **kw) == 10  # fewest slots, first found
+    # alpha = 1: attention grows with the square of a row's width: capacity 10 costs 2*10*11 + 2*6*7 = 304,
+    # capacity 20 costs 20*21 + 12*13 = 576, padded 2*6*7 + 2*6*7 + 10*11 = 278: padding wins under auto
+    assert choose_capacity(lengths, attention_weight=1.0, allow_padded=True, **kw) is None
+    assert choose_capacity(lengths, attention_weight=1.0, allow_padded=False, **kw) == 10
+    assert choose_capacity([7] * 6, attention_weight=0.0, allow_padded=True, **kw | {"budget": 14}) is None  # a tie
 
 
 def test_packed_layout_by_hand():

@@ -1,12 +1,17 @@
 """Sequence packing: a micro-batch's sequences laid end to end, so the forward spends no compute on padding.
 
 Layout (``make_packed_micro_batches``). Each sample's input ids (``prompt + generated[:-1]``, trainer/batch.py)
-go into rows of at most C slots, C = the step's longest sequence (so no row's attention costs more than the
-right-padded layout's longest row), first-fit decreasing; rows are grouped into micro-batches of at most
-``token_budget`` slots (rows × width). Position ids restart at 0 for every sequence, and transformers turns
-that into a block-diagonal causal mask (``masking_utils.find_packed_sequence_indices``: a position that is not
-its predecessor + 1 starts a new sequence), so no token attends across sequences. The slots after a sequence
-(separators, the row's end) continue its positions: they are a causal suffix of it, like right padding.
+go into rows of at most ``capacity`` slots, first-fit decreasing (a longer sequence gets a row of its own); the
+rows, fullest first, are grouped into micro-batches of at most ``token_budget`` slots (rows × width). Position
+ids restart at 0 for every sequence, and transformers turns that into a block-diagonal causal mask
+(``masking_utils.find_packed_sequence_indices``: a position that is not its predecessor + 1 starts a new
+sequence), so no token attends across sequences. The slots after a sequence (separators, the row's end)
+continue its positions: they are a causal suffix of it, like right padding.
+
+Which capacity (``choose_capacity``). The masked attention kernels compute a row's whole width × width matrix,
+masked blocks included, so a long row of many short sequences trades padding for attention work. The planner
+estimates both (``layout_cost``, from the model's FLOP constants, ``trainer/flops.py``) for capacities around
+the longest sequence and, under ``packing: auto``, for the right-padded layout, and takes the cheapest.
 
 ZAYA. Its CCA attention mixes neighbouring tokens outside attention: a causal conv1d over q/k (width
 ``(cca_time0 - 1) + (cca_time1 - 1)`` = 2 back) and a value half taken from the previous token
@@ -40,6 +45,7 @@ import torch
 from torch import Tensor
 
 from zaya_rl.trainer.batch import MicroBatch, TrainSample, collate, make_micro_batches
+from zaya_rl.trainer.flops import flop_counts
 
 #: ``model.config.model_type`` values whose packed forward is tested equal to the padded one.
 PACKABLE = ("llama", "qwen3_moe", "zaya")
@@ -148,8 +154,71 @@ def _packed_inputs(mb: MicroBatch, rows: list[list[int]], lengths: list[int], se
     return PackedInputs(input_ids, position_ids, keep, slot)
 
 
+def _grouped_rows(lengths: Sequence[int], capacity: int, separators: int, budget: int) -> list[list[list[int]]]:
+    """``pack_rows``, fullest rows first, grouped into micro-batches of at most ``budget`` slots (rows × the
+    group's width, which is its first row's fill; a wider row is a group of its own)."""
+    rows = sorted(pack_rows(lengths, capacity, separators), key=lambda row: -_row_fill(row, lengths, separators))
+    groups: list[list[list[int]]] = []
+    for row in rows:
+        width = _row_fill(groups[-1][0], lengths, separators) if groups else 0
+        if groups and (len(groups[-1]) + 1) * width <= budget:
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+    return groups
+
+
+def layout_cost(shapes: Sequence[tuple[int, int]], attention_weight: float) -> float:
+    """Relative compute of micro-batches of ``(rows, width)``: Σ rows·width·(1 + α·width).
+
+    Per token slot the layers cost 6·N_body FLOPs; per row, attention under a materialised mask (padding or
+    packing: sdpa's masked kernels compute the whole width × width matrix, masked or not) costs
+    12·n_layers·d_attn·width². Divided by 6·N_body: α = 2·n_layers·d_attn / N_body (``attention_weight``).
+    """
+    return sum(r * w * (1.0 + attention_weight * w) for r, w in shapes)
+
+
+def attention_weight(model: torch.nn.Module) -> float:
+    """α of ``layout_cost`` for ``model`` (``trainer/flops.py``)."""
+    counts = flop_counts(model)
+    return 2.0 * counts.n_layers * counts.d_attn / max(counts.n_body, 1.0)
+
+
+def choose_capacity(
+    lengths: Sequence[int], *, micro_batch_size: int, budget: int, separators: int, attention_weight: float,
+    allow_padded: bool,
+) -> int | None:
+    """The row capacity whose packed layout costs least (``layout_cost``), or None when the right-padded layout
+    of ``micro_batch_size`` sequences costs less still (only if ``allow_padded``).
+
+    Why not always the longest sequence: a row holding several sequences pays attention over its whole width
+    (the cross-sequence blocks are masked, not skipped), so packing many short sequences into long rows can cost
+    more than the padding it removes; candidates are the longest sequence × 2^k, k = -3 … 4, up to ``budget``.
+    """
+    longest = max(max(lengths), 1)
+    candidates = sorted({min(max(1, int(longest * 2.0**k)), budget) for k in range(-3, 5)})
+    best, best_cost = None, float("inf")
+    if allow_padded:
+        ordered = sorted(lengths)
+        chunks = [ordered[i : i + micro_batch_size] for i in range(0, len(ordered), micro_batch_size)]
+        best_cost = layout_cost([(len(c), max(c[-1], 1)) for c in chunks], attention_weight)
+    for capacity in candidates:
+        groups = _grouped_rows(lengths, capacity, separators, budget)
+        shapes = [(len(g), max(_row_fill(g[0], lengths, separators), 1)) for g in groups]
+        cost = layout_cost(shapes, attention_weight)
+        if cost < best_cost:
+            best, best_cost = capacity, cost
+    return best
+
+
 def make_packed_micro_batches(
-    samples: Sequence[TrainSample], *, token_budget: int | None, micro_batch_size: int, separators: int, pad_id: int
+    samples: Sequence[TrainSample],
+    *,
+    token_budget: int | None,
+    micro_batch_size: int,
+    separators: int,
+    pad_id: int,
+    capacity: int | None = None,
 ) -> list[MicroBatch]:
     """Pack ``samples`` into rows (module docstring) and group the rows into micro-batches.
 
@@ -160,22 +229,15 @@ def make_packed_micro_batches(
         micro_batch_size: see ``token_budget``.
         separators: slots between two sequences of a row (``packing_separators``).
         pad_id: the id in separator and row-end slots.
+        capacity: slots per row (``choose_capacity``); None: the longest sequence.
     """
     if not samples:
         return []
     lengths = [len(s.prompt_ids) + len(s.token_ids) - 1 for s in samples]
-    capacity = max(max(lengths), 1)
-    budget = token_budget if token_budget is not None else micro_batch_size * capacity
-    rows = sorted(pack_rows(lengths, capacity, separators), key=lambda row: -_row_fill(row, lengths, separators))
-    groups: list[list[list[int]]] = []
-    for row in rows:  # fullest rows first: a group's width is its first row's fill
-        width = _row_fill(groups[-1][0], lengths, separators) if groups else 0
-        if groups and (len(groups[-1]) + 1) * width <= budget:
-            groups[-1].append(row)
-        else:
-            groups.append([row])
+    longest = max(max(lengths), 1)
+    budget = token_budget if token_budget is not None else micro_batch_size * longest
     out = []
-    for group in groups:
+    for group in _grouped_rows(lengths, capacity or longest, separators, budget):
         order = [i for row in group for i in row]
         local = {i: b for b, i in enumerate(order)}
         mb = collate([samples[i] for i in order], pad_id)
@@ -194,22 +256,30 @@ def plan_micro_batches(
     micro_batch_tokens: int | None,
     pad_id: int,
 ) -> list[MicroBatch]:
-    """The step's micro-batches: packed (``packing`` on, or auto where the model allows it) or right-padded.
+    """The step's micro-batches: packed with the cheapest row capacity (``choose_capacity``), or right-padded
+    (``packing="off"``; or ``"auto"`` when the model cannot be packed or padding costs less).
 
     Raises:
         ValueError: ``packing="on"`` for a model that cannot be packed (the reason is in the message).
     """
     if packing not in ("auto", "on", "off"):
         raise ValueError(f"trainer.packing: expected auto, on or off, got {packing!r}")
-    if packing != "off":
+    if packing != "off" and samples:
         separators, why = packing_separators(model)
-        if separators is not None:
-            return make_packed_micro_batches(
-                samples, token_budget=micro_batch_tokens, micro_batch_size=micro_batch_size,
-                separators=separators, pad_id=pad_id,
-            )
-        if packing == "on":
+        if separators is None and packing == "on":
             raise ValueError(f"trainer.packing=on: {why}")
+        if separators is not None:
+            lengths = [len(s.prompt_ids) + len(s.token_ids) - 1 for s in samples]
+            budget = micro_batch_tokens or micro_batch_size * max(max(lengths), 1)
+            capacity = choose_capacity(
+                lengths, micro_batch_size=micro_batch_size, budget=budget, separators=separators,
+                attention_weight=attention_weight(model), allow_padded=packing == "auto",
+            )
+            if capacity is not None:
+                return make_packed_micro_batches(
+                    samples, token_budget=budget, micro_batch_size=micro_batch_size, separators=separators,
+                    pad_id=pad_id, capacity=capacity,
+                )
     return make_micro_batches(samples, micro_batch_size, pad_id)
 
 

@@ -84,7 +84,8 @@ def describe_kernels(model: torch.nn.Module, settings: LossSettings) -> dict[str
     elif separators is None:
         layout = f"right-padded ({no_pack})"
     else:
-        layout = f"packed ({separators} separator slots between sequences)"
+        when = "where it costs less than padding" if settings.packing == "auto" else "always"
+        layout = f"packed {when} ({separators} separator slots between sequences)"
     return {"logprob_impl": f"{impl} ({why})" if why else impl, "micro_batches": layout}
 
 
