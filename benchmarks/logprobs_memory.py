@@ -119,6 +119,7 @@ def measure(args: argparse.Namespace, tokens: int) -> dict[str, float]:
         before = _current_rss_bytes()
         step()
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before  # Linux reports KiB
+    print(json.dumps({"tokens": tokens, "peak_bytes": peak}), flush=True)  # kept if the timing runs out of time
     times = []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
@@ -131,12 +132,16 @@ def _run_worker(name: str, sizes: list[int], argv: list[str], timeout: float) ->
     cmd = [sys.executable, __file__, *argv, "--worker", name, "--tokens", *map(str, sizes)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {n: {"error": f"timed out after {timeout:.0f} s"} for n in sizes}
-    lines = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
-    got = {int(r["tokens"]): r for r in lines}
-    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]
-    return {n: got.get(n, {"error": f"exit {proc.returncode}: {tail}"}) for n in sizes}
+        stdout, error = proc.stdout, f"exit {proc.returncode}: " + (proc.stderr.strip().splitlines() or ["?"])[-1][:300]
+    except subprocess.TimeoutExpired as e:
+        stdout = e.stdout.decode() if isinstance(e.stdout, bytes) else e.stdout or ""
+        error = f"timed out after {timeout:.0f} s"
+    got: dict[int, dict] = {}
+    for line in stdout.splitlines():
+        if line.startswith("{"):
+            r = json.loads(line)
+            got[int(r["tokens"])] = r  # the last line of a size wins (memory first, then memory and time)
+    return {n: got[n] if "seconds" in got.get(n, {}) else {**got.get(n, {}), "error": error} for n in sizes}
 
 
 def _strip_tokens(argv: list[str]) -> list[str]:
@@ -201,10 +206,14 @@ def main() -> None:
                 continue
             row = {}
             if "peak_bytes" in base:
-                row = {"memory_x": base["peak_bytes"] / max(r["peak_bytes"], 1), "time_x": r["seconds"] / base["seconds"]}
-                ratios[n][name] = row
-            mem, tim = (f"{row['memory_x']:.1f}x", f"{row['time_x']:.2f}x") if row else ("-", "-")
-            print(f"{name:<13} {r['peak_bytes'] / 1e9:>8.3f} GB {r['seconds']:>7.3f} s {mem:>9} {tim:>7}")
+                row["memory_x"] = base["peak_bytes"] / max(r["peak_bytes"], 1)
+            if "seconds" in base and "seconds" in r:
+                row["time_x"] = r["seconds"] / base["seconds"]
+            ratios[n][name] = row
+            mem = f"{row['memory_x']:.1f}x" if "memory_x" in row else "-"
+            tim = f"{row['time_x']:.2f}x" if "time_x" in row else "-"
+            secs = f"{r['seconds']:>7.3f} s" if "seconds" in r else f"{'-':>9}"
+            print(f"{name:<13} {r['peak_bytes'] / 1e9:>8.3f} GB {secs} {mem:>9} {tim:>7}  {r.get('error', '')}")
     print(f"\ngoal: memory x >= {GOAL_MEMORY_X:g}, time x <= {GOAL_TIME_X:g} (naive = 1)")
     print(json.dumps({"device": device_name, "hidden": args.hidden, "vocab": args.vocab, "dtype": args.dtype,
                       "fp32": args.fp32, "temperature": args.temperature, "results": results, "ratios": ratios,

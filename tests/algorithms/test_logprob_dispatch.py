@@ -176,8 +176,8 @@ def test_config_choices_and_contradictions_fail_at_load():
     assert get_args(TrainerConfig.model_fields["logprob_impl"].annotation) == IMPLS
     with pytest.raises(ValueError, match="trainer.logprob_impl: cce is a CUDA kernel, but trainer.device is cpu"):
         config_from_dict({"trainer": {"device": "cpu", "logprob_impl": "cce"}})
-    with pytest.raises(ValueError, match="trainer.packing: on needs trainer.backend torch"):
-        config_from_dict({"trainer": {"backend": "deepspeed", "num_gpus": 2, "packing": "on"}})
+    with pytest.raises(ValueError, match="trainer.packing: always needs trainer.backend torch"):
+        config_from_dict({"trainer": {"backend": "deepspeed", "num_gpus": 2, "packing": "always"}})
     assert config_from_dict({}).trainer.logprob_impl == "auto"
 
 
@@ -195,5 +195,5 @@ def test_trainer_start_names_the_kernel_and_layout():
     assert "attention_bias=True" in describe_kernels(model, settings)["micro_batches"]
     import dataclasses
 
-    with pytest.raises(ValueError, match="trainer.packing=on: ZAYA with attention_bias=True"):
-        describe_kernels(model, dataclasses.replace(settings, packing="on"))
+    with pytest.raises(ValueError, match="trainer.packing=always: ZAYA with attention_bias=True"):
+        describe_kernels(model, dataclasses.replace(settings, packing="always"))

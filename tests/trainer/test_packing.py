@@ -129,7 +129,7 @@ def test_llama_packs_without_separators():
                for s in _samples(llama, routes=False)]
     assert packing_separators(llama) == (0, "")
     ref = _per_sample_logprobs(llama, make_micro_batches(samples, 3, pad_id=0))
-    got = _per_sample_logprobs(llama, plan_micro_batches(llama, samples, packing="on", micro_batch_size=3,
+    got = _per_sample_logprobs(llama, plan_micro_batches(llama, samples, packing="always", micro_batch_size=3,
                                                          micro_batch_tokens=40, pad_id=0))
     for key in ref:
         torch.testing.assert_close(got[key], ref[key], rtol=1e-5, atol=1e-5)
@@ -144,15 +144,15 @@ def test_refused_models_fail_with_on_and_train_padded_with_auto():
     separators, why = packing_separators(biased)
     assert separators is None and "attention_bias=True" in why
     samples = [TrainSample([1, 2], [3, 4], [-1.0, -1.0], 1.0)]
-    with pytest.raises(ValueError, match="trainer.packing=on: ZAYA with attention_bias=True"):
-        plan_micro_batches(biased, samples, packing="on", micro_batch_size=2, micro_batch_tokens=None, pad_id=0)
+    with pytest.raises(ValueError, match="trainer.packing=always: ZAYA with attention_bias=True"):
+        plan_micro_batches(biased, samples, packing="always", micro_batch_size=2, micro_batch_tokens=None, pad_id=0)
     (mb,) = plan_micro_batches(biased, samples, packing="auto", micro_batch_size=2, micro_batch_tokens=None, pad_id=0)
     assert mb.packed is None
     gpt2 = SimpleNamespace(config=SimpleNamespace(model_type="gpt2", _attn_implementation="sdpa"))
     assert "not 'gpt2'" in packing_separators(gpt2)[1]
     flash = SimpleNamespace(config=SimpleNamespace(model_type="llama", _attn_implementation="flash_attention_2"))
     assert "not 'flash_attention_2'" in packing_separators(flash)[1]
-    with pytest.raises(ValueError, match="expected auto, on or off"):
+    with pytest.raises(ValueError, match="expected auto, always or never"):
         plan_micro_batches(biased, samples, packing="yes", micro_batch_size=2, micro_batch_tokens=None, pad_id=0)
 
 
@@ -206,12 +206,12 @@ def test_padding_fraction_both_layouts_and_the_step_metric():
 def test_train_step_reports_padding_and_keeps_dr_grpo_denominators(model):
     samples = _samples(model)
     results = {}
-    for packing in ("off", "on"):
+    for packing in ("never", "always"):
         m = build_preset(model.config.model_type.replace("qwen3_moe", "tiny-qwen3moe").replace("zaya", "tiny-zaya"))[0]
         opt = torch.optim.SGD(m.parameters(), lr=0.1)
         res = train_step(m, opt, samples, settings=dataclasses.replace(SETTINGS, packing=packing), pad_id=0)
         results[packing] = (res.metrics, [p.detach().clone() for p in m.parameters()])
-    (off, params_off), (on, params_on) = results["off"], results["on"]
+    (off, params_off), (on, params_on) = results["never"], results["always"]
     for key in ("train/num_sequences", "train/num_tokens"):
         assert on[key] == off[key]
     assert on["train/loss"] == pytest.approx(off["train/loss"], rel=1e-5)

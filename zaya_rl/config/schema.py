@@ -151,11 +151,13 @@ class TrainerConfig(Section):
     (Liger-Kernel), fused Triton kernels on CUDA (``pip install 'zaya-rl[gpu]'``), or ``auto``: the first
     fused kernel that computes exactly the chunked log-probs for this head (fp32 head, bias), else chunked.
     The trainer logs its choice and why at start."""
-    packing: Literal["auto", "on", "off"] = "auto"
-    """Lay each micro-batch's sequences end to end, without padding (per-sequence attention from position ids
-    restarting at 0; separator slots for ZAYA's CCA convolution). ``auto``: for models verified to pack
-    exactly (llama, qwen3_moe, zaya with sdpa/eager attention), right-padded otherwise; ``on``: fail at start
-    otherwise; ``off``: right-padded micro-batches of ``micro_batch_size``. Torch backend only."""
+    packing: Literal["auto", "always", "never"] = "auto"
+    """Lay a micro-batch's sequences end to end in rows (per-sequence attention from position ids restarting at
+    0; separator slots for ZAYA's CCA convolution), with the row width whose estimated compute is least.
+    ``auto``: packed where the model is verified to pack exactly (llama, qwen3_moe, zaya with sdpa/eager
+    attention) and packing costs less than padding (a row's masked attention spans its whole width), else
+    right-padded; ``always``: packed every step, and a model that cannot be is an error at start; ``never``:
+    right-padded micro-batches of ``micro_batch_size``. Torch backend only."""
     micro_batch_tokens: int | None = Field(None, ge=1)
     """Token slots of one packed micro-batch (rows x width); None: ``micro_batch_size`` x the step's longest
     sequence, the peak of the right-padded layout."""
@@ -168,8 +170,8 @@ class TrainerConfig(Section):
 
     @model_validator(mode="after")
     def _kernels_and_layout(self) -> TrainerConfig:
-        if self.backend == "deepspeed" and self.packing == "on":
-            raise ValueError("trainer.packing: on needs trainer.backend torch (the DeepSpeed step trains right-padded "
+        if self.backend == "deepspeed" and self.packing == "always":
+            raise ValueError("trainer.packing: always needs trainer.backend torch (the DeepSpeed step trains right-padded "
                              "micro-batches)")
         if self.device == "cpu" and self.logprob_impl in ("cce", "liger"):
             raise ValueError(f"trainer.logprob_impl: {self.logprob_impl} is a CUDA kernel, but trainer.device is cpu")

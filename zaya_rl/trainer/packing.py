@@ -25,7 +25,7 @@ convolution pads with, and packing is refused.
 
 Which models: ``PACKABLE`` model types, whose packed loss and gradients are tested equal to the padded ones
 (``tests/trainer/test_packing.py``), with a mask-based attention (``sdpa``/``eager``: flash-attention would need
-cu_seqlens, which these models do not pass down). Others are refused (``trainer.packing: on``) or trained
+cu_seqlens, which these models do not pass down). Others are refused (``trainer.packing: always``) or trained
 padded (``auto``), with the reason.
 
 The loss side does not change: the micro-batch keeps its per-sequence ``[B, T]`` targets, loss mask, behaviour
@@ -257,17 +257,17 @@ def plan_micro_batches(
     pad_id: int,
 ) -> list[MicroBatch]:
     """The step's micro-batches: packed with the cheapest row capacity (``choose_capacity``), or right-padded
-    (``packing="off"``; or ``"auto"`` when the model cannot be packed or padding costs less).
+    (``packing="never"``; or ``"auto"`` when the model cannot be packed or padding costs less).
 
     Raises:
-        ValueError: ``packing="on"`` for a model that cannot be packed (the reason is in the message).
+        ValueError: ``packing="always"`` for a model that cannot be packed (the reason is in the message).
     """
-    if packing not in ("auto", "on", "off"):
-        raise ValueError(f"trainer.packing: expected auto, on or off, got {packing!r}")
-    if packing != "off" and samples:
+    if packing not in ("auto", "always", "never"):
+        raise ValueError(f"trainer.packing: expected auto, always or never, got {packing!r}")
+    if packing != "never" and samples:
         separators, why = packing_separators(model)
-        if separators is None and packing == "on":
-            raise ValueError(f"trainer.packing=on: {why}")
+        if separators is None and packing == "always":
+            raise ValueError(f"trainer.packing=always: {why}")
         if separators is not None:
             lengths = [len(s.prompt_ids) + len(s.token_ids) - 1 for s in samples]
             budget = micro_batch_tokens or micro_batch_size * max(max(lengths), 1)

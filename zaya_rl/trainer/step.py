@@ -50,7 +50,7 @@ class LossSettings:
     micro_batch_size: int
     fp32_lm_head: bool = False
     logprob_impl: str = "auto"
-    packing: str = "off"
+    packing: str = "never"
     micro_batch_tokens: int | None = None
 
 
@@ -77,10 +77,10 @@ def describe_kernels(model: torch.nn.Module, settings: LossSettings) -> dict[str
         has_bias=bias is not None,
     )
     separators, no_pack = packing_separators(model)
-    if settings.packing == "on" and separators is None:
-        raise ValueError(f"trainer.packing=on: {no_pack}")
-    if settings.packing == "off":
-        layout = "right-padded (trainer.packing: off)"
+    if settings.packing == "always" and separators is None:
+        raise ValueError(f"trainer.packing=always: {no_pack}")
+    if settings.packing == "never":
+        layout = "right-padded (trainer.packing: never)"
     elif separators is None:
         layout = f"right-padded ({no_pack})"
     else:
