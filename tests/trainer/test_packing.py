@@ -156,10 +156,12 @@ def test_refused_models_fail_with_on_and_train_padded_with_auto():
         plan_micro_batches(biased, samples, packing="yes", micro_batch_size=2, micro_batch_tokens=None, pad_id=0)
 
 
-def test_first_fit_decreasing_rows_by_hand():
+def test_best_fit_decreasing_rows_by_hand():
     assert pack_rows([5, 3, 3, 2, 1], 5, separators=0) == [[0], [1, 3], [2, 4]]
     # with 2 separator slots between sequences, 3 + 2 + 1 = 6 no longer fits a row of 5, 2 + 2 + 1 = 5 does
     assert pack_rows([5, 3, 3, 2, 1], 5, separators=2) == [[0], [1], [2], [3, 4]]
+    # 4 + 3 leave 1 slot of 8, so the second 3 opens a row, and the 2 joins the row with room for it
+    assert pack_rows([4, 3, 3, 2], 8, separators=0) == [[0, 1], [2, 3]]
 
 
 def test_layout_choice_weighs_padding_against_attention_by_hand():

@@ -1,7 +1,7 @@
 """Sequence packing: a micro-batch's sequences laid end to end, so the forward spends no compute on padding.
 
 Layout (``make_packed_micro_batches``). Each sample's input ids (``prompt + generated[:-1]``, trainer/batch.py)
-go into rows of at most ``capacity`` slots, first-fit decreasing (a longer sequence gets a row of its own); the
+go into rows of at most ``capacity`` slots, best-fit decreasing (a longer sequence gets a row of its own); the
 rows, fullest first, are grouped into micro-batches of at most ``token_budget`` slots (rows × width). Position
 ids restart at 0 for every sequence, and transformers turns that into a block-diagonal causal mask
 (``masking_utils.find_packed_sequence_indices``: a position that is not its predecessor + 1 starts a new
@@ -36,6 +36,7 @@ samples, so they are the same in both layouts.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -112,19 +113,19 @@ def packing_separators(model: torch.nn.Module) -> tuple[int | None, str]:
 
 
 def pack_rows(lengths: Sequence[int], capacity: int, separators: int) -> list[list[int]]:
-    """First-fit decreasing: indices of ``lengths`` per row, each row holding Σ n + separators·(k − 1) <= capacity
-    (a longer sequence gets a row of its own)."""
+    """Best-fit decreasing: indices of ``lengths`` per row, each row holding Σ n + separators·(k − 1) <= capacity
+    (a longer sequence gets a row of its own). O(n log n): the rows' free space is kept sorted."""
     rows: list[list[int]] = []
-    fill: list[int] = []
+    free: list[tuple[int, int]] = []  # (slots left for one more sequence after its separators, row), ascending
     for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
-        for r, used in enumerate(fill):
-            if used + separators + lengths[i] <= capacity:
-                rows[r].append(i)
-                fill[r] += separators + lengths[i]
-                break
+        k = bisect.bisect_left(free, (lengths[i], -1))  # the fullest row that still takes it
+        if k < len(free):
+            space, r = free.pop(k)
+            rows[r].append(i)
+            bisect.insort(free, (space - lengths[i] - separators, r))
         else:
             rows.append([i])
-            fill.append(lengths[i])
+            bisect.insort(free, (capacity - lengths[i] - separators, len(rows) - 1))
     return rows
 
 
