@@ -2,13 +2,17 @@
 
 Tolerances, and why:
 - values, fp32 logits over the same bf16 inputs (CCE vs chunked ``fp32=True``): both accumulate the GEMM in
-  fp32 and differ only in summation order, atol 1e-3 on log-probs. With T != 1 the kernels see bf16(h / T),
-  one more rounding of the inputs, so that case is compared with the reference run on the same bf16(h / T).
-- values, bf16 logits (Liger vs chunked ``fp32=False``) and fp32 weights (Liger vs chunked): no further than
-  1.5x the reference's own distance to float64 + 1e-4 (GEMM algorithms may round a logit the other way).
-- gradients: relative Frobenius error to the reference <= 2e-2 in bf16 (CCE adds its partial gradients in
-  bf16 with atomics across vocabulary and row blocks; the reference makes one fp32-accumulated GEMM per block)
-  and <= 1e-4 in fp32.
+  fp32 and differ only in summation order, atol 1e-3 on log-probs. With T != 1 the kernel sees bf16(h / T),
+  one more rounding of its input (up to 2^-8 relative per element, a few 1e-3 on a logit of std 3): that case
+  is held to 1e-3 against the reference run on the same bf16(h / T), and to 5e-2 against the plain one.
+- values, bf16 logits (Liger vs chunked ``fp32=False``) and fp32 weights (Liger vs chunked): at most twice the
+  reference's own max distance to float64 + 1e-3 (Liger rounds bf16(h / T) before its GEMM, the reference
+  rounds only the logits).
+- gradients: relative Frobenius error to the reference <= 5e-2 in bf16 and <= 1e-4 in fp32. Why 5e-2: CCE adds
+  its K partial gradients (K = V / its vocabulary block for grad_h, N / its row block for grad_W) into a bf16
+  buffer with atomics, each addition rounding with unit roundoff u = 2^-8 of the running sum: about
+  (u/sqrt(3))·sqrt(K/2) relative for random-sign partials, 2.6e-2 at K = 256 (the reference makes one
+  fp32-accumulated GEMM per block and rounds once). Liger accumulates grad_W in fp32; same bound.
 
 Run on the GPU machine: ``python -m pytest tests/gpu/test_fused_logprobs_gpu.py -q`` (needs the kernel wheels,
 ``benchmarks/gpu/make_extra_wheels.sh``; each test skips, naming the import error, when its package is absent).
@@ -73,9 +77,9 @@ def test_cce_bf16_equals_the_fp32_head_reference(temperature):
     torch.testing.assert_close(fused[0], ref_same[0], rtol=0, atol=1e-3)
     ref = _run(lambda h, w, b: token_logprobs(h, w, targets, temperature, fp32=True, impl="chunked"),
                hidden, weight, None, upstream)
-    torch.testing.assert_close(fused[0], ref[0], rtol=0, atol=1e-3 if temperature == 1.0 else 3e-2)
+    torch.testing.assert_close(fused[0], ref[0], rtol=0, atol=1e-3 if temperature == 1.0 else 5e-2)
     for k in (1, 2):  # grad_h, grad_W
-        assert _rel(fused[k], ref[k]) <= 2e-2, (k, _rel(fused[k], ref[k]))
+        assert _rel(fused[k], ref[k]) <= 5e-2, (k, _rel(fused[k], ref[k]))
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
@@ -90,8 +94,8 @@ def test_liger_equals_the_chunked_reference(dtype, with_bias):
         lambda h, w, b: torch.log_softmax((h @ w.T + (0 if b is None else b)) / 0.7, -1).gather(-1, targets[:, None])[:, 0],
         *(x.double() if x is not None else None for x in (hidden, weight, bias)), upstream.double(),
     )
-    assert (fused[0] - exact[0]).abs().max() <= 1.5 * (ref[0] - exact[0]).abs().max() + 1e-4
-    tol = 2e-2 if dtype == torch.bfloat16 else 1e-4
+    assert (fused[0] - exact[0]).abs().max() <= 2 * (ref[0] - exact[0]).abs().max() + 1e-3
+    tol = 5e-2 if dtype == torch.bfloat16 else 1e-4
     for k in range(1, len(ref)):
         assert _rel(fused[k], ref[k]) <= tol, (k, _rel(fused[k], ref[k]))
 

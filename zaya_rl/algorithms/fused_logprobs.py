@@ -4,7 +4,7 @@ Both kernels compute a per-token cross-entropy without ever writing the ``[N, V]
 and the log-prob is its negative: ``log p(y_n) = −CE_n`` with ``reduction="none"``. The temperature enters as
 ``(h Wᵀ + b) / T = (h / T) Wᵀ + b / T``: the hidden states (and the bias) are scaled before the kernel, so the
 gradient reaches ``h`` through that scale by autograd. With T != 1 the kernel's input is bf16(h / T), one more
-rounding of the hidden state (2⁻⁹ relative, the size of the bf16 rounding the last norm already applies). Both take the per-token upstream gradient in their
+rounding of the hidden state (unit roundoff 2⁻⁸, as the bf16 rounding the last norm already applies). Both take the per-token upstream gradient in their
 backward (``grad_out`` per row), which the policy loss needs (every token has its own weight A·w·v).
 
 - ``cce``: Apple's cut-cross-entropy (Wijmans et al., arXiv 2411.09009), ``linear_cross_entropy(e, c, targets,
@@ -120,8 +120,9 @@ def _exact_target_logit_shift(h: Tensor, weight: Tensor, targets: Tensor, rows: 
     """``h·W[y]`` summed from exact products minus the same from products rounded to the inputs' dtype.
 
     Why: cut-cross-entropy 25.1 takes its log-sum-exp from an fp32-accumulating ``tl.dot`` but its target logit
-    from ``(e * c).to(tl.float32)`` (``indexed_dot.py``), i.e. every product of the dot rounded to bf16 first:
-    about ``sqrt(H)·2⁻⁹`` of a typical product off, ~0.01 nats at H = 2048. Adding this difference makes
+    from ``(e * c).to(tl.float32)`` (``indexed_dot.py``), i.e. every product of the dot rounded to bf16 first
+    (unit roundoff 2⁻⁸ each, random signs): off by ~2⁻⁸·sqrt(H/3) typical products, ~0.01 nats at H = 2048 and
+    logits of a few units. Adding this difference makes
     ``−nll`` the fp32-head log-prob. Value only: the kernel's backward already uses exact logits.
     """
     out = torch.empty(h.shape[0], dtype=torch.float32, device=h.device)
