@@ -10,6 +10,7 @@ tokens). Attention: QKᵀ and AV, 2 FLOPs per multiply-add, the half of the S×S
 ×3 for forward + backward; d_attn = query heads × head dim (PaLM's 12·L·H·Q·T counts the whole matrix).
 
 Used by ``benchmarks/trainer_mfu.py`` (MFU) and by ``trainer/packing.py`` (which layout costs less).
+Test: ``python -m pytest tests/trainer/test_flops.py -q``.
 """
 
 from __future__ import annotations

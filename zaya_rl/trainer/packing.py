@@ -32,6 +32,9 @@ The loss side does not change: the micro-batch keeps its per-sequence ``[B, T]``
 log-probs and routes (``collate``); only the forward runs on the packed ``[R, S]`` tensors, and ``slot`` maps
 every real position of the ``[B, T]`` view to its packed slot. Dr-GRPO's global denominators come from the
 samples, so they are the same in both layouts.
+
+Test: ``python -m pytest tests/trainer/test_packing.py -q``; layouts of RL length distributions:
+``python benchmarks/padding_layouts.py``.
 """
 
 from __future__ import annotations
