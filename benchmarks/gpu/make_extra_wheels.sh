@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Wheels the GPU machine lacks beyond shared/gpu/make_wheel_chunks.sh's set: DeepSpeed 0.19.8 (an sdist on
 # PyPI, so it is built here into a pure-Python wheel: its CUDA ops are JIT-built on use, and zaya_rl's ZeRO
-# path needs none of them) and hjson, its one dependency missing there. Run from the repo root:
-#     bash benchmarks/gpu/make_extra_wheels.sh       # -> .gpuwheels/extra/*.whl (~2 MB, git-ignored)
+# path needs none of them), hjson, its one dependency missing there, and the fused log-prob kernels
+# cut-cross-entropy 25.1.1 and liger-kernel 0.8.5. Run from the repo root:
+#     bash benchmarks/gpu/make_extra_wheels.sh       # -> .gpuwheels/extra/*.whl (~3 MB, git-ignored)
 # The device call that runs benchmarks/gpu/run_all.sh carries ".gpuwheels/extra"; run_all.sh installs them.
 set -euo pipefail
 out=.gpuwheels/extra
@@ -17,4 +18,7 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any \
   pydantic==2.14.3 pydantic-core==2.50.4 annotated-types typing-inspection -d "$out"
+# the fused log-prob kernels (trainer.logprob_impl; pure Python + Triton, which the GPU image has: 3.6)
+python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+  --platform any cut-cross-entropy==25.1.1 liger-kernel==0.8.5 -d "$out"
 ls -la "$out"

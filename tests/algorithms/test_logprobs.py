@@ -42,6 +42,38 @@ def test_values_and_gradients_match_naive_float64(temperature, chunk_size):
     torch.testing.assert_close(gw1, gw2, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("chunk_size", [1, 8, 1000])
+def test_lm_head_bias_values_and_gradients_match_naive_float64(chunk_size):
+    """(h Wᵀ + b) / T: the bias (ZAYA's ``lm_head_bias``) is part of the logits and gets its gradient."""
+    hidden, weight, targets = _inputs()
+    bias = torch.randn(weight.shape[0], dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    upstream = torch.randn(hidden.shape[0], dtype=torch.float64)
+    grads = []
+    for fn in (
+        lambda h, w, b: token_logprobs(h, w, targets, temperature=0.7, chunk_size=chunk_size, bias=b),
+        lambda h, w, b: torch.log_softmax((h @ w.T + b) / 0.7, -1).gather(-1, targets[:, None]).squeeze(-1),
+    ):
+        h, w, b = (x.clone().requires_grad_(True) for x in (hidden, weight, bias))
+        out = fn(h, w, b)
+        (out * upstream).sum().backward()
+        grads.append((out.detach(), h.grad, w.grad, b.grad))
+    for ours, ref in zip(*grads, strict=True):
+        torch.testing.assert_close(ours, ref, rtol=1e-9, atol=1e-9)
+    assert torch.autograd.gradcheck(
+        lambda h, w, b: token_logprobs(h, w, targets[:6], temperature=0.5, chunk_size=4, bias=b),
+        tuple(x.clone().requires_grad_(True) for x in (hidden[:6], weight, bias)),
+    )
+
+
+def test_lm_head_bias_in_bf16_logits_is_added_before_rounding():
+    """fp32=False (a bf16 head): logits = bf16(h Wᵀ + b), as ``nn.Linear`` in bf16 computes them."""
+    hidden, weight, targets = _inputs(n=16, h=32, v=300, dtype=torch.float32)
+    bias = torch.randn(300, generator=torch.Generator().manual_seed(2))
+    h, w, b = hidden.bfloat16(), weight.bfloat16(), bias.bfloat16()
+    ref = torch.log_softmax(torch.nn.functional.linear(h, w, b).float(), -1).gather(-1, targets[:, None])[:, 0]
+    torch.testing.assert_close(token_logprobs(h, w, targets, bias=b, chunk_size=5), ref, rtol=0, atol=1e-6)
+
+
 def test_batched_shape_and_one_input_needing_grad():
     hidden, weight, targets = _inputs(n=24)
     h3 = hidden.reshape(4, 6, 8).requires_grad_(True)
@@ -110,6 +142,8 @@ def test_argument_errors():
         token_logprobs(hidden, weight[:, :5], targets)
     with pytest.raises(ValueError, match="chunk_size"):
         token_logprobs(hidden, weight, targets, chunk_size=0)
+    with pytest.raises(ValueError, match="bias must be"):
+        token_logprobs(hidden, weight, targets, bias=torch.zeros(3, dtype=weight.dtype))
 
 
 @pytest.mark.gpu
@@ -128,7 +162,8 @@ def test_cuda_bf16_fp32_logits_are_as_accurate_as_naive_autograd():
         return out.double(), h.grad.double(), w.grad.double()
 
     ours = run(
-        lambda h, w: token_logprobs(h, w, targets, temperature=0.8, chunk_size=64, fp32=True), torch.bfloat16
+        lambda h, w: token_logprobs(h, w, targets, temperature=0.8, chunk_size=64, fp32=True, impl="chunked"),
+        torch.bfloat16,
     )
     autograd = run(
         lambda h, w: torch.log_softmax((h @ w.T).float() / 0.8, -1).gather(-1, targets[:, None]).squeeze(-1),

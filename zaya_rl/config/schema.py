@@ -179,15 +179,40 @@ class TrainerConfig(Section):
     device: Device = "auto"
     """Trainer device."""
     micro_batch_size: int = Field(8, ge=1)
-    """Sequences per forward/backward micro-batch."""
+    """Sequences per right-padded forward/backward micro-batch (with packing: sets the default
+    ``micro_batch_tokens``)."""
     logprob_chunk_size: int = Field(1024, ge=1)
     """Tokens per chunk of the chunked log-softmax (logits never exist whole)."""
+    logprob_impl: Literal["auto", "chunked", "cce", "liger"] = "auto"
+    """Token log-prob kernel: ``chunked`` (any device; the reference), ``cce`` (cut-cross-entropy) or ``liger``
+    (Liger-Kernel), fused Triton kernels on CUDA (``pip install 'zaya-rl[gpu]'``), or ``auto``: the first
+    fused kernel that computes exactly the chunked log-probs for this head (fp32 head, bias), else chunked.
+    The trainer logs its choice and why at start."""
+    packing: Literal["auto", "always", "never"] = "auto"
+    """Lay a micro-batch's sequences end to end in rows (per-sequence attention from position ids restarting at
+    0; separator slots for ZAYA's CCA convolution), with the row width whose estimated compute is least.
+    ``auto``: packed where the model is verified to pack exactly (llama, qwen3_moe, zaya with sdpa/eager
+    attention) and packing costs less than padding (a row's masked attention spans its whole width), else
+    right-padded; ``always``: packed every step, and a model that cannot be is an error at start; ``never``:
+    right-padded micro-batches of ``micro_batch_size``. Torch backend only."""
+    micro_batch_tokens: int | None = Field(None, ge=1)
+    """Token slots of one packed micro-batch (rows x width); None: ``micro_batch_size`` x the step's longest
+    sequence, the peak of the right-padded layout."""
     max_consecutive_nan: int = Field(3, ge=1)
     """Stop the run after this many consecutive non-finite losses or gradients (each one skips its step)."""
     torch_threads: int = Field(1, ge=1)
     """torch intra-op threads in the trainer actor (CPU)."""
     resources: ActorResources = ActorResources()
     """Ray resources of the trainer actor."""
+
+    @model_validator(mode="after")
+    def _kernels_and_layout(self) -> TrainerConfig:
+        if self.backend == "deepspeed" and self.packing == "always":
+            raise ValueError("trainer.packing: always needs trainer.backend torch (the DeepSpeed step trains right-padded "
+                             "micro-batches)")
+        if self.device == "cpu" and self.logprob_impl in ("cce", "liger"):
+            raise ValueError(f"trainer.logprob_impl: {self.logprob_impl} is a CUDA kernel, but trainer.device is cpu")
+        return self
 
 
 class PipelineConfig(Section):

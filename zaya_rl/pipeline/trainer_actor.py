@@ -58,6 +58,9 @@ class TrainerActor:
             grad_clip=cfg.optim.grad_clip,
             micro_batch_size=cfg.trainer.micro_batch_size,
             fp32_lm_head=cfg.model.fp32_lm_head,
+            logprob_impl=cfg.trainer.logprob_impl,
+            packing=cfg.trainer.packing if cfg.trainer.backend == "torch" else "never",
+            micro_batch_tokens=cfg.trainer.micro_batch_tokens,
         )
         self.step = 0
         self.nonfinite_streak = 0
@@ -97,8 +100,10 @@ class TrainerActor:
     def describe(self) -> dict[str, Any]:
         n = sum(p.numel() for p in self.model.parameters())
         from zaya_rl.optim.partition import describe_partition
+        from zaya_rl.trainer.step import describe_kernels
 
-        return {"parameters": n, "partition": describe_partition(self.partition), "device": str(self.device)}
+        return {"parameters": n, "partition": describe_partition(self.partition), "device": str(self.device),
+                **describe_kernels(self.model, self.settings)}
 
     def _set_lr(self) -> None:
         warm = self.cfg.optim.warmup_steps

@@ -20,11 +20,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from zaya_rl.rollout.base import NO_ROUTE
+
+if TYPE_CHECKING:
+    from zaya_rl.trainer.packing import PackedInputs
 
 
 @dataclass
@@ -53,6 +57,8 @@ class MicroBatch:
         replay_indices: ``[B, T, L, K]`` long (0 where invalid) or None.
         replay_valid: ``[B, T, L]`` bool or None.
         lags: ``[B]`` long, lag of each sample (for metrics).
+        packed: the same sequences laid end to end (``trainer.packing``); when set, the forward runs on it
+            and the fields above stay the per-sequence view the loss reads.
     """
 
     input_ids: torch.Tensor
@@ -64,10 +70,11 @@ class MicroBatch:
     replay_indices: torch.Tensor | None
     replay_valid: torch.Tensor | None
     lags: torch.Tensor
+    packed: PackedInputs | None = None
 
     def to(self, device: torch.device | str) -> MicroBatch:
-        """A copy with every tensor on ``device``."""
-        return MicroBatch(**{k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()})
+        """A copy with every tensor (and the packed inputs) on ``device``."""
+        return MicroBatch(**{k: (v.to(device) if v is not None else v) for k, v in vars(self).items()})
 
     @property
     def num_sequences(self) -> int:

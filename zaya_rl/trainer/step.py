@@ -1,8 +1,8 @@
 """One RL optimizer step: micro-batched forward/backward with router replay, the NaN guard, clip, step.
 
-    for each micro-batch (sorted by length, right-padded):
+    for each micro-batch (packed end to end, or sorted by length and right-padded: trainer/packing.py):
         hidden = base_model(input_ids)                    # under replay_routing(...) for MoE models (R3)
-        logp   = token_logprobs(hidden[loss positions], lm_head, targets, T)   # chunked, never [N × V]
+        logp   = token_logprobs(hidden[loss positions], lm_head, targets, T)   # chunked or fused, never [N × V]
         loss_mb = policy_loss(logp, behaviour, A, mask, δ, C, mode, L_max, num_sequences=B_global)
         loss_mb.backward()                                # Σ_mb loss_mb == full-batch loss
     if any loss or the gradient norm is non-finite: zero the gradients and skip the step
@@ -25,10 +25,18 @@ from dataclasses import dataclass
 
 import torch
 
+from zaya_rl.algorithms.fused_logprobs import resolve_impl
 from zaya_rl.algorithms.logprobs import token_logprobs
 from zaya_rl.algorithms.loss import policy_loss
 from zaya_rl.models.router_replay import ReplayStats, replay_routing
-from zaya_rl.trainer.batch import MicroBatch, TrainSample, count_nonempty, make_micro_batches
+from zaya_rl.trainer.batch import MicroBatch, TrainSample, count_nonempty
+from zaya_rl.trainer.packing import (
+    forward_view,
+    packing_separators,
+    padded_fraction,
+    padding_fraction,
+    plan_micro_batches,
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,9 @@ class LossSettings:
     grad_clip: float
     micro_batch_size: int
     fp32_lm_head: bool = False
+    logprob_impl: str = "auto"
+    packing: str = "never"
+    micro_batch_tokens: int | None = None
 
 
 @dataclass
@@ -54,11 +65,32 @@ class StepResult:
     reason: str = ""
 
 
-def base_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.Tensor]:
-    """The decoder stack and the output-embedding weight of an HF causal LM."""
+def base_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor | None]:
+    """The decoder stack, the output-embedding weight and its bias (None without one) of an HF causal LM."""
     if getattr(model.config, "final_logit_softcapping", None):
         raise ValueError("models with final_logit_softcapping are not supported by token_logprobs")
-    return getattr(model, model.base_model_prefix), model.get_output_embeddings().weight
+    head = model.get_output_embeddings()
+    return getattr(model, model.base_model_prefix), head.weight, head.bias
+
+
+def describe_kernels(model: torch.nn.Module, settings: LossSettings) -> dict[str, str]:
+    """Which log-prob implementation and micro-batch layout the step will use for ``model``, and why."""
+    _, head, bias = base_and_head(model)
+    impl, why = resolve_impl(
+        settings.logprob_impl, device=head.device, weight_dtype=head.dtype, fp32=settings.fp32_lm_head,
+        has_bias=bias is not None,
+    )
+    separators, no_pack = packing_separators(model)
+    if settings.packing == "always" and separators is None:
+        raise ValueError(f"trainer.packing=always: {no_pack}")
+    if settings.packing == "never":
+        layout = "right-padded (trainer.packing: never)"
+    elif separators is None:
+        layout = f"right-padded ({no_pack})"
+    else:
+        when = "where it costs less than padding" if settings.packing == "auto" else "always"
+        layout = f"packed {when} ({separators} separator slots between sequences)"
+    return {"logprob_impl": f"{impl} ({why})" if why else impl, "micro_batches": layout}
 
 
 def sequence_logprobs(
@@ -71,26 +103,31 @@ def sequence_logprobs(
 ) -> torch.Tensor:
     """Log-probs ``[B, T]`` of ``mb.targets`` at loss positions (0 elsewhere), at the sampling temperature.
 
-    ``replay`` overrides ``settings.router_replay``; ``replay_stats`` accumulates the replay statistics.
+    ``replay`` overrides ``settings.router_replay``; ``replay_stats`` accumulates the replay statistics
+    (coverage from the per-sequence ``[B, T]`` view, disagreement from the forward's routes: the same counts
+    in the packed and the right-padded layout).
     """
-    base, head = base_and_head(model)
+    base, head, bias = base_and_head(model)
+    view = forward_view(model, mb)
     use_replay = settings.router_replay if replay is None else replay
     if use_replay and replay_stats is not None:
         replay_stats.add_coverage(mb.replay_valid, mb.attention_mask)
     ctx = (
-        replay_routing(model, mb.replay_indices, mb.replay_valid, replay_stats)
-        if use_replay and mb.replay_indices is not None
+        replay_routing(model, view.replay_indices, view.replay_valid, replay_stats)
+        if use_replay and view.replay_indices is not None
         else contextlib.nullcontext()
     )
     with ctx:
-        hidden = base(input_ids=mb.input_ids, attention_mask=mb.attention_mask).last_hidden_state
+        hidden = base(**view.inputs).last_hidden_state
     lp = token_logprobs(
-        hidden[mb.loss_mask],
+        hidden.reshape(-1, hidden.shape[-1])[view.loss_rows],
         head,
         mb.targets[mb.loss_mask],
         temperature=settings.temperature,
         chunk_size=settings.logprob_chunk_size,
         fp32=settings.fp32_lm_head,
+        bias=bias,
+        impl=settings.logprob_impl,
     )
     out = torch.zeros(mb.loss_mask.shape, dtype=lp.dtype, device=lp.device)
     return out.masked_scatter(mb.loss_mask, lp)
@@ -130,7 +167,14 @@ def train_step(
 ) -> StepResult:
     """Accumulate the loss of ``samples`` over micro-batches and take one optimizer step (or skip it)."""
     device = next(model.parameters()).device
-    micro = [mb.to(device) for mb in make_micro_batches(samples, settings.micro_batch_size, pad_id)]
+    micro = plan_micro_batches(
+        model, samples, packing=settings.packing, micro_batch_size=settings.micro_batch_size,
+        micro_batch_tokens=settings.micro_batch_tokens, pad_id=pad_id,
+    )
+    layout = {"train/padding_frac": padding_fraction(micro)}
+    if any(mb.packed is not None for mb in micro):  # what the right-padded layout would have wasted
+        layout["train/padding_frac_unpacked"] = padded_fraction(samples, settings.micro_batch_size)
+    micro = [mb.to(device) for mb in micro]
     # Global denominators of the whole step, shared by every micro-batch (micro-batch invariance).
     num_sequences = count_nonempty(samples)
     num_tokens = sum(int(mb.loss_mask.sum()) for mb in micro)
@@ -168,6 +212,7 @@ def train_step(
             "train/num_sequences": float(num_sequences),
             "train/num_tokens": float(num_tokens),
             "train/nonfinite": 0.0,
+            **layout,
         }
     )
     return StepResult(metrics, skipped=False)
