@@ -18,17 +18,14 @@ the Dr-GRPO denominator is the global count of non-empty sequences of the whole 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from zaya_rl.rollout.base import NO_ROUTE
-
-if TYPE_CHECKING:
-    from zaya_rl.trainer.packing import PackedInputs
 
 
 @dataclass
@@ -41,6 +38,27 @@ class TrainSample:
     advantage: float
     routed_experts: np.ndarray | None = None
     lag: int = 0
+
+
+@dataclass
+class PackedInputs:
+    """The packed forward of one micro-batch (built by ``trainer/packing.py``).
+
+    Attributes:
+        input_ids: ``[R, S]`` long, sequences end to end (``pad_id`` in separators and at row ends).
+        position_ids: ``[R, S]`` long, restarting at 0 at every sequence.
+        keep: ``[R, S]`` bool, real tokens (False in separators and at row ends).
+        slot: ``[B * T]`` long, the flat packed slot ``r * S + j`` of every position of the micro-batch's
+            ``[B, T]`` view, -1 where that view is padding.
+    """
+
+    input_ids: torch.Tensor
+    position_ids: torch.Tensor
+    keep: torch.Tensor
+    slot: torch.Tensor
+
+    def to(self, device: torch.device | str) -> PackedInputs:
+        return PackedInputs(*(t.to(device) for t in dataclasses.astuple(self)))
 
 
 @dataclass

@@ -48,34 +48,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from zaya_rl.trainer.batch import MicroBatch, TrainSample, collate, make_micro_batches
+from zaya_rl.trainer.batch import MicroBatch, PackedInputs, TrainSample, collate, make_micro_batches
 from zaya_rl.trainer.flops import flop_counts
 
 #: ``model.config.model_type`` values whose packed forward is tested equal to the padded one.
 PACKABLE = ("llama", "qwen3_moe", "zaya")
 #: Attention implementations that take transformers' block-diagonal packed mask.
 MASKED_ATTENTION = ("sdpa", "eager")
-
-
-@dataclass
-class PackedInputs:
-    """The packed forward of one micro-batch.
-
-    Attributes:
-        input_ids: ``[R, S]`` long, sequences end to end (``pad_id`` in separators and at row ends).
-        position_ids: ``[R, S]`` long, restarting at 0 at every sequence.
-        keep: ``[R, S]`` bool, real tokens (False in separators and at row ends).
-        slot: ``[B * T]`` long, the flat packed slot ``r * S + j`` of every position of the micro-batch's
-            ``[B, T]`` view, -1 where that view is padding.
-    """
-
-    input_ids: Tensor
-    position_ids: Tensor
-    keep: Tensor
-    slot: Tensor
-
-    def to(self, device: torch.device | str) -> PackedInputs:
-        return PackedInputs(*(t.to(device) for t in dataclasses.astuple(self)))
 
 
 @dataclass
