@@ -4,6 +4,7 @@
     python tests/trainer/ds_equivalence.py --world 2                            # 2 ranks (2 processes)
     python tests/trainer/ds_equivalence.py --device cuda --dtype bfloat16       # 1 GPU, NCCL, the production dtype
     python tests/trainer/ds_equivalence.py --device cuda --world 2 --stage 2 --preset tiny-qwen3moe
+    python tests/trainer/ds_equivalence.py --lm-head-bias --persistence-threshold 0   # biased head, all partitioned
 
 **What runs.** ``configs/zaya1/_base.yaml`` (DeepSpeed ZeRO-3, bf16, fp32 LM head, router replay, Muon +
 AdamW, warm-up), validated with the overrides of ``scaled_down`` (tiny model, one node, a learning rate large
@@ -23,6 +24,13 @@ on one batch whose routes are replayed: random expert choices (ZAYA: skip includ
 router's own, a fraction ``--unrecorded`` of positions without a route (routed natively), behaviour
 log-probs = the reference's own under replay + noise (so DPPO masks a few tokens), mixed-sign advantages and
 one empty completion.
+
+``--lm-head-bias``: tiny ZAYA with an output bias (``lm_head_bias``, random, ``tests/trainer/test_lm_head_bias.py``),
+saved to a temporary checkpoint that ``model.path`` loads: the bias is read outside ``lm_head.forward``
+(``token_logprobs(..., bias)``), as the head's weight is. ``--persistence-threshold N``: DeepSpeed's
+``stage3_param_persistence_threshold`` (default 1e5 elements, under which ZeRO-3 keeps a parameter whole on every
+rank): the tiny models' parameters are nearly all below it (94 of tiny ZAYA's 97), ZAYA1-8B's matrices far above;
+0 partitions every parameter, as production partitions its head.
 
 **Compared** (one JSON line; exit 1 if a check fails; ``TOLERANCES`` per dtype, with the reasons):
 
@@ -228,6 +236,8 @@ def _rank(rank: int, world: int, args: argparse.Namespace, port: int) -> dict:
 
     ds_cfg = _config(args)
     ds = TrainerActor(ds_cfg)
+    if args.persistence_threshold is not None:
+        _set_persistence_threshold(args.persistence_threshold)
     t0 = time.perf_counter()
     ds.init_parallel(rank, world, "127.0.0.1", port)
     init_s = time.perf_counter() - t0
@@ -285,7 +295,9 @@ def _rank(rank: int, world: int, args: argparse.Namespace, port: int) -> dict:
     scale = _loss_scale(samples, ds.cfg.loss_max_len)
     weights = {name: _weights(ref) for name, ref in refs.items()}
     res = {
-        "preset": args.preset, "stage": args.stage, "world": world, "dtype": args.dtype, "device": args.device,
+        "preset": args.preset, "lm_head_bias": ds.model.get_output_embeddings().bias is not None,
+        "unpartitioned": sum(bool(getattr(p, "ds_persist", True)) for p in ds.model.parameters()),  # ZeRO-3
+        "stage": args.stage, "world": world, "dtype": args.dtype, "device": args.device,
         "steps": args.steps, "samples": len(samples), "router_replay": ds.settings.router_replay,
         "fp32_lm_head": ds.settings.fp32_lm_head, "init_diff": init_diff, "loss_scale": scale,
         "losses": losses,
@@ -308,6 +320,31 @@ def _rank(rank: int, world: int, args: argparse.Namespace, port: int) -> dict:
     res["replay_effect"] = {"loss_rel": abs(losses["fp32_replay_off"][0] - losses["fp32"][0]) / scale,
                             "update_rel": off["update_rel_err"]}
     return res
+
+
+def _set_persistence_threshold(elements: int) -> None:
+    """Make ``parallel.deepspeed_config`` set ``stage3_param_persistence_threshold`` (module docstring)."""
+    from zaya_rl.trainer import parallel
+
+    shipped = parallel.deepspeed_config
+
+    def config(*args, **kwargs) -> dict:
+        cfg = shipped(*args, **kwargs)
+        cfg["zero_optimization"]["stage3_param_persistence_threshold"] = elements
+        return cfg
+
+    parallel.deepspeed_config = config
+
+
+def _biased_checkpoint(out: str) -> str:
+    """Tiny ZAYA with a random ``lm_head`` bias, saved to ``out`` (``--lm-head-bias``)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from tests.trainer.test_lm_head_bias import _biased_zaya
+    from zaya_rl.models.policy import save_policy
+    from zaya_rl.models.tokenizer import build_byte_tokenizer
+
+    return str(save_policy(_biased_zaya(), build_byte_tokenizer(), out))
 
 
 def verdict(res: dict, tol: dict[str, dict[str, float]]) -> list[str]:
@@ -365,6 +402,8 @@ def main() -> int:
     ap.add_argument("--unrecorded", type=float, help="fraction of positions without a route (BATCH_DEFAULTS)")
     ap.add_argument("--seed", type=int, default=2)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config override")
+    ap.add_argument("--lm-head-bias", action="store_true", help="tiny ZAYA with an output bias (docstring)")
+    ap.add_argument("--persistence-threshold", type=int, help="ZeRO-3 stage3_param_persistence_threshold")
     ap.add_argument("--out", help="also write the JSON result here")
     args = ap.parse_args()
     for key, value in zip(("samples", "max_new", "unrecorded"), BATCH_DEFAULTS[args.dtype], strict=True):
@@ -377,6 +416,11 @@ def main() -> int:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the gloo path, even on a GPU machine
     port = _free_port()
     t0 = time.perf_counter()
+    ckpt = tempfile.TemporaryDirectory()  # the --lm-head-bias checkpoint, for every rank
+    if args.lm_head_bias:
+        if args.preset != "tiny-zaya":
+            ap.error("--lm-head-bias builds tiny ZAYA (lm_head_bias is a ZAYA config key)")
+        args.set.append(f"model.path={_biased_checkpoint(ckpt.name)}")
     if args.world == 1:
         if args.device == "cuda":
             os.environ.setdefault("CUDA_VISIBLE_DEVICES", "0")
@@ -388,6 +432,7 @@ def main() -> int:
             path = f"{d}/result.json"
             mp.spawn(_spawned, args=(args.world, args, port, path), nprocs=args.world, join=True)
             res = json.loads(Path(path).read_text())
+    ckpt.cleanup()
     tol = TOLERANCES[args.dtype]
     fails = verdict(res, tol)
     res.update({"tolerance": tol, "ok": not fails, "failures": fails, "wall_s": round(time.perf_counter() - t0, 1)})

@@ -222,3 +222,61 @@ def test_train_step_reports_padding_and_keeps_dr_grpo_denominators(model):
     assert "train/padding_frac_unpacked" not in off
     for a, b in zip(params_on, params_off, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_replay_metrics_equal_packed_and_padded(model):
+    """``replay/coverage``, ``replay/sample_coverage`` and ``replay/disagreement`` do not depend on the layout.
+
+    Per-sample replay: one sample without routes (routes natively), one unrecorded position, and an empty
+    completion with one route row past its P + G - 1 = P - 1 input positions (what ``FakeEngine`` records for
+    G = 0): that row routes no input, so neither layout may count it. The counts are checked by hand from the
+    samples' routes, the layouts against each other (ReplayStats of every micro-batch, and the step's metrics).
+    """
+    import copy
+
+    from zaya_rl.models.router_replay import ReplayStats
+
+    samples = _samples(model)
+    samples[5] = dataclasses.replace(samples[5], routed_experts=None)  # per-sample: no routes at all
+    p, g = LENGTHS[4]
+    assert g == 0
+    samples[4] = dataclasses.replace(samples[4], routed_experts=_samples(model, seed=1)[0].routed_experts[:p])
+    n_layers = routing_shape(model)[0]
+    inputs = [len(s.prompt_ids) + len(s.token_ids) - 1 for s in samples]
+    rows = [None if s.routed_experts is None else (s.routed_experts[:n] >= 0).all(-1)  # valid [position, layer]
+            for s, n in zip(samples, inputs, strict=True)]
+    covered = sum(int(r.all(-1).sum()) for r in rows if r is not None)  # positions replayed in every layer
+    pairs = sum(int(r.sum()) for r in rows if r is not None)  # replayed (position, layer) pairs
+    with_routes = sum(1 for r in rows if r is not None and r.any())
+    assert covered == sum(inputs) - inputs[5] - 1 and pairs == covered * n_layers  # the unrecorded row of sample 3
+
+    separators, _ = packing_separators(model)
+    layouts = {
+        "padded": make_micro_batches(samples, 3, pad_id=0),
+        "packed": make_packed_micro_batches(samples, token_budget=40, micro_batch_size=3, separators=separators,
+                                            pad_id=0),
+    }
+    # the overlong row of the empty completion sits next to real positions of a longer sample in its padded row
+    assert any(mb.input_ids.shape[1] > inputs[4] and float(mb.advantages[b]) == 1.0
+               for mb in layouts["padded"] for b in range(mb.num_sequences))
+    counts = {}
+    for name, micro in layouts.items():
+        stats = ReplayStats()
+        with torch.no_grad():
+            for mb in micro:
+                sequence_logprobs(model, mb, settings=SETTINGS, replay_stats=stats)
+        counts[name] = stats
+        assert (stats.covered, stats.positions, stats.total) == (covered, sum(inputs), pairs), name
+        assert (stats.samples_covered, stats.samples) == (with_routes, len(samples)), name
+    assert counts["packed"].mismatched == counts["padded"].mismatched > 0  # random routes vs the router's own
+
+    metrics = {}
+    for packing in ("never", "always"):
+        m = copy.deepcopy(model)
+        res = train_step(m, torch.optim.SGD(m.parameters(), lr=0.0), samples,
+                         settings=dataclasses.replace(SETTINGS, packing=packing), pad_id=0)
+        metrics[packing] = {k: v for k, v in res.metrics.items() if k.startswith("replay/")}
+    assert metrics["always"] == metrics["never"] == {
+        "replay/coverage": covered / sum(inputs), "replay/sample_coverage": with_routes / len(samples),
+        "replay/disagreement": counts["padded"].mismatched / pairs,
+    }

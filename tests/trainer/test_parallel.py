@@ -126,3 +126,12 @@ def test_production_zero3_step_equals_torch_step_on_cpu():
 ], ids=["zero3-2ranks", "zero2", "zero2-2ranks", "qwen3moe", "bf16"])
 def test_zero_steps_equal_torch_steps_on_cpu(args):
     _check(*args)
+
+
+@pytest.mark.slow  # ~55 s on 2 loaded CPU cores
+@needs_deepspeed
+def test_zero3_with_lm_head_bias_and_every_parameter_partitioned():
+    """ZAYA's ``lm_head_bias`` (read outside ``lm_head.forward``, like the head's weight) under ZeRO-3 with no
+    parameter kept whole (the tiny model's would fall under DeepSpeed's persistence threshold)."""
+    res = _check("--lm-head-bias", "--persistence-threshold", "0")
+    assert res["lm_head_bias"] and res["unpartitioned"] == 0 and res["stage"] == 3

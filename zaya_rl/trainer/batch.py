@@ -105,8 +105,10 @@ def count_nonempty(samples: Sequence[TrainSample]) -> int:
     return sum(1 for s in samples if len(s.token_ids) > 0)
 
 
-def _routes(samples: Sequence[TrainSample], T: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Replay tensors of the micro-batch (module docstring); None when no sample has routes."""
+def _routes(samples: Sequence[TrainSample], lengths: Sequence[int], T: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Replay tensors of the micro-batch (module docstring); None when no sample has routes. Rows past a
+    sample's input length (e.g. a route recorded for an empty completion's prompt end) route no position of
+    it: they stay invalid, so padding is never replayed or counted in ``replay/disagreement``."""
     routes = [s.routed_experts for s in samples]
     first = next((r for r in routes if r is not None), None)
     if first is None:
@@ -118,7 +120,7 @@ def _routes(samples: Sequence[TrainSample], T: int) -> tuple[torch.Tensor, torch
             continue
         if r.shape[1:] != (L, K):
             raise ValueError(f"sample {i}: routed_experts shape {r.shape} does not match [*, {L}, {K}]")
-        n = min(len(r), T)
+        n = min(len(r), lengths[i])
         out[i, :n] = r[:n]
     idx = torch.from_numpy(out)
     valid = (idx >= 0).all(dim=-1)
@@ -145,7 +147,7 @@ def collate(samples: Sequence[TrainSample], pad_id: int) -> MicroBatch:
         if G:
             loss_mask[i, P - 1 : P - 1 + G] = True
             behaviour[i, P - 1 : P - 1 + G] = torch.tensor(list(s.logprobs), dtype=torch.float32)
-    routes = _routes(samples, T)
+    routes = _routes(samples, lengths, T)
     return MicroBatch(
         input_ids=input_ids,
         attention_mask=attn,
