@@ -36,6 +36,10 @@ class RolloutWorker:
     def incarnation(self) -> str:
         return self._incarnation
 
+    def describe(self) -> dict[str, str]:
+        """The engine and how it was chosen (logged by the driver at start)."""
+        return self.engine.describe()
+
     def pid(self) -> int:
         """Process id (fault drills kill it to test restarts)."""
         return os.getpid()

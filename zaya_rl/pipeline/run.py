@@ -188,6 +188,7 @@ async def _main(cfg: RunConfig, actors: Any, acc: Accounting, logger: Any, check
         run_state["resumed_from"] = str(checkpoint)
     await actors.workers.refresh_incarnations()
     log.info("trainer: %s", await actors.trainer.describe.remote())  # size and Muon/AdamW partition
+    log.info("rollout: %s", await actors.workers.handles[0].describe.remote())  # engine; vLLM frontend and why
     ckpt = Checkpointer(checkpoint_root(cfg), cfg.checkpoint.every_steps, cfg.checkpoint.keep_last,
                         run_state=lambda: {**run_state, "wall_s_before": run_state["wall_s_before"]
                                            + time.perf_counter() - t0})

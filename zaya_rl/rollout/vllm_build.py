@@ -171,5 +171,6 @@ def build(cfg: Any) -> tuple[VLLMEngine, Any]:
         clear_cache_on_update=cfg.rollout.vllm.clear_cache_on_update,
         shm_dir=cfg.weight_sync.shm_dir,
         startup_rpcs=rpcs,
+        notes={"frontend": choice.frontend, "why": choice.reason},
     )
     return engine, engine.tokenizer

@@ -106,6 +106,7 @@ class VLLMEngine(RolloutEngine):
         make_params: our ``SamplingParams`` -> the engine's (tests pass a stand-in for vLLM's).
         startup_rpcs: callables run once on every vLLM worker (``collective_rpc``) before the first request
             or update, e.g. ``vllm_build.fp32_lm_head``.
+        notes: how the engine was chosen (``vllm_frontend.FrontendChoice``), for ``describe``.
     """
 
     def __init__(
@@ -121,6 +122,7 @@ class VLLMEngine(RolloutEngine):
         version: int = 0,
         make_params: Callable[[SamplingParams], Any] = vllm_sampling_params,
         startup_rpcs: Sequence[Callable[[Any], Any]] = (),
+        notes: Mapping[str, str] | None = None,
     ) -> None:
         self.llm = llm
         self.tokenizer = tokenizer
@@ -132,6 +134,7 @@ class VLLMEngine(RolloutEngine):
         self._version = version
         self._make_params = make_params
         self._startup_rpcs = list(startup_rpcs)
+        self._notes = dict(notes or {})
         self._started: asyncio.Future | None = None
         self._live: dict[str, _Stream] = {}
         self._update_lock = asyncio.Lock()
@@ -140,6 +143,9 @@ class VLLMEngine(RolloutEngine):
     @property
     def version(self) -> int:
         return self._version
+
+    def describe(self) -> dict[str, str]:
+        return {**super().describe(), "versions": self.versions.name, **self._notes}
 
     def tokens_generated(self, request_id: str) -> int:
         """Tokens streamed so far for an in-flight request (0 if unknown)."""
