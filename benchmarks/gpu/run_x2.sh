@@ -21,14 +21,9 @@ WORK=${ZAYA_GPU_WORK:-/tmp/zaya_gpu}
 
 step env 60 $PY benchmarks/gpu/env_report.py
 step pytest 200 $PY -m pytest tests/gpu -x -q -p no:cacheprovider --timeout 150
-FRONTEND=async_llm
-if ! step weights_nccl 170 $PY benchmarks/gpu/bench_weights.py --frontend async_llm --nccl --out "$WORK/res/weights_nccl.json"; then
-  FRONTEND=stepped
-  step weights_nccl_stepped 150 $PY benchmarks/gpu/bench_weights.py --frontend stepped --nccl --out "$WORK/res/weights_nccl_stepped.json"
-fi
-echo "{\"frontend\": \"$FRONTEND\"}" > "$WORK/res/frontend.json"
+step weights_nccl 170 $PY benchmarks/gpu/bench_weights.py --nccl --out "$WORK/res/weights_nccl.json"  # frontend auto
 TRANSPORT=nccl  # the orchestrator publishes through the trainer for every transport but state_dict
-PLACE="placement.mode=disaggregated rollout.resources.num_gpus=1 trainer.resources.num_gpus=1 rollout.vllm.gpu_memory_utilization=0.5 rollout.vllm.frontend=$FRONTEND weight_sync.transport=$TRANSPORT"
+PLACE="placement.mode=disaggregated rollout.resources.num_gpus=1 trainer.resources.num_gpus=1 rollout.vllm.gpu_memory_utilization=0.5 weight_sync.transport=$TRANSPORT"
 for mode in async sync; do
   step "e2e_$mode" 170 $PY -m zaya_rl.cli train benchmarks/gpu/e2e_tiny_qwen3moe.yaml run_dir="$WORK/e2e_$mode" \
     pipeline.mode=$mode $PLACE

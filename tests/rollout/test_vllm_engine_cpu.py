@@ -333,3 +333,23 @@ def test_failed_load_resumes_generation_and_keeps_the_version(tmp_path):
     with pytest.raises(OSError, match="disk full"):
         asyncio.run(eng.update_weights(_state(1.0), version=6))
     assert llm.calls[-1] == ("resume",) and ("label", "6") not in llm.calls and eng.version == 0
+
+
+def test_state_dict_is_written_before_generation_pauses(tmp_path):
+    """Out of process, a state dict becomes a safetensors folder while the engine still generates; the
+    pause covers vLLM's reload only."""
+    from zaya_rl.weights.flat import HostStager
+
+    llm = FakeAsyncLLM(lambda ids: [1, 2])
+    seen_at_pause = []
+    pause = llm.pause_generation
+
+    async def recording_pause(**kw):
+        seen_at_pause.append(sorted(p.name for p in tmp_path.glob("engine-*/*")))
+        await pause(**kw)
+
+    llm.pause_generation = recording_pause
+    flat = HostStager().stage(_state(2.0).items())
+    asyncio.run(_engine(llm, shm_dir=str(tmp_path)).update_weights(flat, version=1))
+    assert seen_at_pause == [["model-00000.safetensors"]] and llm.loaded == [("path", ["a.weight", "b.bias"])]
+    assert list(tmp_path.iterdir()) == []  # removed after the load

@@ -62,7 +62,7 @@ def _reqs(n, max_new, *, temperature=TEMP, stop=(), canary=None):
     from zaya_rl.rollout.base import GenerationRequest, SamplingParams
 
     batch = next(_ids)
-    return [GenerationRequest(f"b{batch}-{i}", [1, 40 + i, 41 + 3 * i, 42, 2 + i % 3][: 3 + i % 3],
+    return [GenerationRequest(f"b{batch}-{i}", [1, 40 + i % 200, (41 + 3 * i) % 250, 42, 2 + i % 3][: 3 + i % 3],
                               SamplingParams(max_new_tokens=max_new, temperature=temperature, stop_token_ids=stop,
                                              seed=1000 * batch + i), canary)
             for i in range(n)]

@@ -48,9 +48,10 @@ from zaya_rl.rollout.base import (
 )
 from zaya_rl.rollout.vllm_convert import finish_reason, routed_experts_from_vllm, sampled_logprobs
 from zaya_rl.rollout.vllm_versions import VersionBook, WeightVersionSpans
-from zaya_rl.rollout.vllm_weights import RECEIVERS, init_native_receiver
+from zaya_rl.rollout.vllm_weights import RECEIVERS, init_native_receiver, staged
 from zaya_rl.weights.base import WeightUpdate
 from zaya_rl.weights.files import tensor_meta
+from zaya_rl.weights.flat import FlatWeights
 
 
 def vllm_sampling_params(p: SamplingParams) -> Any:
@@ -235,34 +236,42 @@ class VLLMEngine(RolloutEngine):
     # ------------------------------------------------------------------------------------------- weights
 
     async def update_weights(self, weights: WeightsLike, version: int) -> None:
-        """A state dict (``{name: tensor}`` or pairs) as ``version``: ``apply_update`` of a ``state_dict``."""
+        """A state dict (``{name: tensor}``, pairs, or ``FlatWeights``) as ``version``: ``apply_update`` of a
+        ``state_dict``."""
+        if isinstance(weights, FlatWeights):
+            await self.apply_update(WeightUpdate(version, "state_dict", weights.layout.metas, weights))
+            return
         items = dict(weights.items()) if isinstance(weights, Mapping) else dict(weights)
         metas = tuple(tensor_meta(n, t) for n, t in items.items())
         await self.apply_update(WeightUpdate(version, "state_dict", metas, items))
 
     async def apply_update(self, update: WeightUpdate) -> dict[str, float]:
-        """Pause (keep) → load ``update`` → label its version → resume; tokens computed afterwards carry
-        ``update.version``. Generation resumes even if the load fails (the error propagates).
+        """Stage ``update`` (``vllm_weights.staged``, while generating) → pause (keep) → load → label its
+        version → resume; tokens computed afterwards carry ``update.version``. Generation resumes even if the
+        load fails (the error propagates).
 
-        Returns seconds spent pausing, loading and resuming, and the number of requests in flight.
+        Returns seconds spent staging, pausing, loading and resuming, and the number of requests in flight.
         """
         if update.transport not in RECEIVERS:
             raise ValueError(f"unknown weight transport {update.transport!r}; known: {sorted(RECEIVERS)}")
         await self._start()
         async with self._update_lock:
-            inflight = len(self._live)
-            t0 = time.perf_counter()
-            await self.llm.pause_generation(mode="keep", clear_cache=self.clear_cache_on_update)
-            t1 = time.perf_counter()
-            try:
-                await RECEIVERS[update.transport](self.llm, update, in_process=self.in_process, shm_dir=self.shm_dir)
-                await self.versions.set_version(self.llm, update.version)
-                self._version = update.version
-            finally:
-                t2 = time.perf_counter()
-                await self.llm.resume_generation()
-            t3 = time.perf_counter()
-        return {"pause_s": t1 - t0, "load_s": t2 - t1, "resume_s": t3 - t2, "inflight": float(inflight)}
+            ts = time.perf_counter()
+            with staged(update, in_process=self.in_process, shm_dir=self.shm_dir) as ready:
+                inflight = len(self._live)
+                t0 = time.perf_counter()
+                await self.llm.pause_generation(mode="keep", clear_cache=self.clear_cache_on_update)
+                t1 = time.perf_counter()
+                try:
+                    await RECEIVERS[ready.transport](self.llm, ready, in_process=self.in_process, shm_dir=self.shm_dir)
+                    await self.versions.set_version(self.llm, update.version)
+                    self._version = update.version
+                finally:
+                    t2 = time.perf_counter()
+                    await self.llm.resume_generation()
+                t3 = time.perf_counter()
+        return {"stage_s": t0 - ts, "pause_s": t1 - t0, "load_s": t2 - t1, "resume_s": t3 - t2,
+                "inflight": float(inflight)}
 
     async def init_weight_receiver(self, init_info: dict[str, Any]) -> None:
         """Join the trainer's native weight-transfer group (``NCCLSender.connect``)."""
