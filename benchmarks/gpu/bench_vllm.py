@@ -114,7 +114,9 @@ async def _pipeline(engine, tokenizer, cfg, args, out):
         from zaya_rl.models.tokenizer import encode_chat
         from zaya_rl.rollout.base import GenerationRequest
 
-        return [GenerationRequest(f"{tag}-{s.group_id}-{i}", encode_chat(tokenizer, s.problem["messages"]), params)
+        system = cfg.data.system_prompt  # the worker's prompts exactly (generate_group adds the system prompt)
+        return [GenerationRequest(f"{tag}-{s.group_id}-{i}", encode_chat(tokenizer, s.problem["messages"],
+                                                                         system_prompt=system), params)
                 for s in specs for i in range(8)]
 
     async def run_engine():

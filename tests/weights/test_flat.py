@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from zaya_rl.weights.buckets import TensorMeta
-from zaya_rl.weights.flat import FlatLayout, FlatWeights, HostStager, Staging, pack, views, write_safetensors
+from zaya_rl.weights.flat import FlatLayout, HostStager, Staging, pack, views, write_safetensors
 
 
 def _named():

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from transformers import DynamicCache, PreTrainedModel
 
 from zaya_rl.models import batch_cache
-from zaya_rl.models.detokenize import CanaryFeed
+from zaya_rl.models.detokenize import CanaryFeed, fast_decoder
 from zaya_rl.models.router_replay import moe_routers, record_routing, to_routed_experts
 from zaya_rl.models.sampling import sample_tokens, seeded_uniforms
 from zaya_rl.rollout.base import (
@@ -93,7 +93,7 @@ class _Rows:
             position=torch.tensor([len(s.request.prompt_ids) for s in seqs], dtype=torch.long, device=device),
             temperature=torch.tensor([p.temperature for p in params], dtype=torch.float32, device=device),
             top_p=torch.tensor([p.top_p for p in params], dtype=torch.float32, device=device),
-            seeds=np.array([p.seed or 0 for p in params], dtype=np.uint64),
+            seeds=np.array([(p.seed or 0) % 2**64 for p in params], dtype=np.uint64),
             seeded=np.array([p.seed is not None for p in params], dtype=bool),
             truncate=any(p.top_p < 1.0 for p in params),
         )
@@ -139,6 +139,7 @@ class TorchEngine(RolloutEngine):
             raise ValueError(f"TorchEngine.max_batch_size must be >= 1, got {max_batch_size}")
         self.model = model.eval()
         self.tokenizer = tokenizer
+        self._decoder = fast_decoder(tokenizer)
         self.max_batch_size = max_batch_size
         self.device = next(model.parameters()).device
         self._routers = (moe_routers(model) or None) if record_routing else None
@@ -184,7 +185,7 @@ class TorchEngine(RolloutEngine):
 
     def _canary_feed(self, request: GenerationRequest) -> CanaryFeed | None:
         c = request.canary
-        return None if c is None else CanaryFeed(self.tokenizer, c.threshold, c.patience, c.chunk_bytes)
+        return None if c is None else CanaryFeed(self._decoder, c.threshold, c.patience, c.chunk_bytes)
 
     def _validate(self, request: GenerationRequest) -> None:
         rid, ids = request.request_id, list(request.prompt_ids)

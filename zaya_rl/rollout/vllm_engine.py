@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from zaya_rl.models.detokenize import CanaryFeed
+from zaya_rl.models.detokenize import CanaryFeed, fast_decoder
 from zaya_rl.rollout.base import (
     FinishReason,
     GenerationRequest,
@@ -127,6 +127,7 @@ class VLLMEngine(RolloutEngine):
     ) -> None:
         self.llm = llm
         self.tokenizer = tokenizer
+        self._decoder = fast_decoder(tokenizer) if tokenizer is not None else None
         self.routing = routing
         self.in_process = in_process
         self.versions = versions if versions is not None else WeightVersionSpans()
@@ -164,7 +165,7 @@ class VLLMEngine(RolloutEngine):
         if not request.prompt_ids:
             raise ValueError(f"request {rid!r}: prompt_ids is empty")
         c = request.canary
-        feed = None if c is None else CanaryFeed(self.tokenizer, c.threshold, c.patience, c.chunk_bytes)
+        feed = None if c is None else CanaryFeed(self._decoder, c.threshold, c.patience, c.chunk_bytes)
         await self._start()
         stream = _Stream(request, feed)
         self._live[rid] = stream
