@@ -16,6 +16,8 @@ Two workloads, both sampling at T = 1 from the same left-padded prompts of mixed
 The engine additionally returns behaviour log-probs, versions and (routing on) routed experts, which
 ``generate`` does not. The machine may be shared, so the sides are interleaved, ``--repeats`` times after
 one warm-up of each, and the ratios are computed from the medians (and the best runs) of this invocation.
+On a CPU the tokens per CPU-second of this process (``time.process_time``; one torch thread) are reported
+too: other processes' load stretches wall time but not the CPU time a side needs (``cpu_ratio_median``).
 """
 
 from __future__ import annotations
@@ -78,32 +80,38 @@ def _generate_run(model, tok, prompts, *, batch, max_new, stop, exact, seed):
     return run
 
 
-def _interleaved(sides: dict, repeats: int) -> dict[str, list[float]]:
-    """tokens/s of each side, ``repeats`` rounds after a warm-up; the order rotates every round."""
+def _interleaved(sides: dict, repeats: int) -> dict[str, tuple[list[float], list[float]]]:
+    """(tokens per wall second, tokens per CPU second) of each side, ``repeats`` rounds after a warm-up;
+    the order rotates every round."""
     names = list(sides)
     for fn in sides.values():
         with torch.inference_mode():
             fn()
-    out: dict[str, list[float]] = {n: [] for n in names}
+    out: dict[str, tuple[list[float], list[float]]] = {n: ([], []) for n in names}
     for r in range(repeats):
         for n in names[r % len(names) :] + names[: r % len(names)]:
             with torch.inference_mode():
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 tokens = sides[n]()
-                out[n].append(tokens / (time.perf_counter() - t0))
+                out[n][0].append(tokens / (time.perf_counter() - t0))
+                out[n][1].append(tokens / (time.process_time() - c0))
     return out
 
 
-def _report(workload: str, rates: dict[str, list[float]]) -> dict:
-    base = rates["generate"]
+def _report(workload: str, rates: dict[str, tuple[list[float], list[float]]], cpu: bool) -> dict:
+    base, base_cpu = rates["generate"]
     rows = {}
-    for name, r in rates.items():
+    for name, (r, c) in rates.items():
         rows[name] = {"median_tok_s": round(statistics.median(r)), "best_tok_s": round(max(r)),
                       "ratio_median": round(statistics.median(r) / statistics.median(base), 3),
                       "ratio_best": round(max(r) / max(base), 3)}  # fmt: skip
-        print(f"  {workload:5s} {name:26s}: median {rows[name]['median_tok_s']:7d} tok/s, best "
-              f"{rows[name]['best_tok_s']:7d}   ratio median {rows[name]['ratio_median']:.2f}, best "
-              f"{rows[name]['ratio_best']:.2f}", flush=True)
+        line = (f"  {workload:5s} {name:26s}: median {rows[name]['median_tok_s']:7d} tok/s, best "
+                f"{rows[name]['best_tok_s']:7d}   ratio median {rows[name]['ratio_median']:.2f}, best "
+                f"{rows[name]['ratio_best']:.2f}")
+        if cpu:
+            rows[name]["cpu_ratio_median"] = round(statistics.median(c) / statistics.median(base_cpu), 3)
+            line += f", per CPU-second {rows[name]['cpu_ratio_median']:.2f}"
+        print(line, flush=True)
     return rows
 
 
@@ -135,7 +143,7 @@ def main() -> None:
         sides = {"generate": _generate_run(model, tok, prompts, **kw),
                  "engine (routing recorded)": _engine_run(model, tok, prompts, record=True, **kw),
                  "engine (no routing)": _engine_run(model, tok, prompts, record=False, **kw)}  # fmt: skip
-        result[workload] = _report(workload, _interleaved(sides, args.repeats))
+        result[workload] = _report(workload, _interleaved(sides, args.repeats), args.device == "cpu")
     if args.out:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=1)
