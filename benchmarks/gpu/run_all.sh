@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
-# zaya_rl on ONE GPU: tests and measurements in one device call, every step time-boxed (~8 min in all).
+# zaya_rl on ONE GPU: tests and measurements in one device call, every step time-boxed, 530 s in all.
 #
 #   bash benchmarks/gpu/run_all.sh                 # on the GPU machine, from the repo root, after the vLLM
 #                                                  # wheels are in /tmp/site (shared/gpu/README.md)
-#   DRY_RUN=1 PYTHON=python bash benchmarks/gpu/run_all.sh   # CPU rehearsal: torch engine instead of vLLM
+#   DRY_RUN=1 PYTHON=python bash benchmarks/gpu/run_all.sh   # CPU rehearsal: vLLM for CPU if installed (else
+#                                                            # the torch engine), fewer steps, same files
 #
-# Steps (results in $WORK/res/<step>.json, logs in $WORK/logs/<step>.log):
-#   env      versions, GPU, /dev/shm                       pytest   python -m pytest tests/gpu -x -q
-#   vllm_*   bench_vllm.py: tokens/s, stop, canary, trainer/rollout log-prob gap (replay on/off), in-flight
-#            update; async_llm first, the in-process "stepped" frontend if that fails or hangs
-#   e2e_*    python -m zaya_rl.cli train (async, then sync) with the frontend that worked -> samples/s ratio
-#   weights  bench_weights.py: update seconds and GB/s per transport (~1 GB model) vs copy bandwidths
+# Steps, in this order (results in $WORK/res/<step>.json, logs in $WORK/logs/<step>.log); the limits sum to
+# BUDGET, and a step that would start with less than 25 s left is skipped:
+#   env       15 s  versions, GPU, /dev/shm
+#   pytest   100 s  python -m pytest tests/gpu -q (in full: vLLM engine with the default frontend, DeepSpeed)
+#   vllm      80 s  bench_vllm.py: frontend chosen by `auto` and why, tokens/s, standalone vLLM vs VLLMEngine vs
+#                   the rollout worker's group path on one engine (pipeline overhead), stop, canary, log-prob
+#                   gap with replay on/off, in-flight update
+#   e2e_*    115 s  zaya-rl train benchmarks/gpu/e2e_tiny_qwen3moe.yaml, async then sync (default frontend,
+#                   30 steps each; summarize.py times the steps after the first WARMUP_STEPS)
+#   weights   65 s  bench_weights.py: update s and GB/s per transport (~1 GB model) vs copy bandwidths, and
+#                   vLLM's own load time alone (vllm_load)
+#   engine    40 s  rollout_engine.py: torch engine vs transformers generate on the GPU (tiny-zaya), fixed and
+#                   mixed lengths
 # $OUT receives summary.json, summary.txt and logs.tar.gz (3 files); the summary is printed last.
 # Optional: .gpuwheels/extra/*.whl (deepspeed, hjson: benchmarks/gpu/make_extra_wheels.sh) are installed first.
 set -u
@@ -18,10 +26,8 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 PY=${PYTHON:-python3}
 DRY=${DRY_RUN:-0}
-BUDGET=${BUDGET:-530}            # seconds for all steps; a step that would start later is skipped
-ONLY=${ONLY:-all}                # "e2e": only the async/sync end-to-end pair (with FRONTEND, E2E_OVR)
-FRONTEND=${FRONTEND:-}           # force the vLLM frontend (skips the frontend probe)
-E2E_OVR=${E2E_OVR:-}             # extra key=value overrides of both e2e runs, e.g. pipeline.total_steps=30
+BUDGET=${BUDGET:-530}            # seconds for all steps (the device call's limit is 600)
+E2E_OVR=${E2E_OVR:-}             # extra key=value overrides of both e2e runs
 OUT=${OUT:-/tmp/zaya_gpu_out}
 WORK=${ZAYA_GPU_WORK:-/tmp/zaya_gpu}
 . benchmarks/gpu/lib.sh
@@ -30,39 +36,31 @@ ray_stop() {  # Ray daemons of a killed e2e run may outlive its process group; o
   [ "$DRY" = 1 ] || $PY -m ray.scripts.scripts stop --force > /dev/null 2>&1
 }
 
-step env 60 $PY benchmarks/gpu/env_report.py
-
-if [ "$DRY" = 1 ]; then
-  step pytest 120 $PY -m pytest tests/gpu -x -q -p no:cacheprovider
-  step vllm_dry 120 $PY benchmarks/gpu/bench_vllm.py --dry-run --out "$WORK/res/vllm_dry.json"
-  FRONTEND=stepped
-  ENGINE_OVR="placement.mode=ray rollout.engine=torch model.dtype=float32 rollout.resources.num_gpus=0 trainer.resources.num_gpus=0 ray.num_cpus=2 pipeline.total_steps=3 pipeline.groups_per_step=4 eval.num_problems=4 rollout.sampling.max_new_tokens=8 pipeline.scorer_processes=1 rollout.resources.num_cpus=0.5 trainer.resources.num_cpus=0.5 pipeline.scorer_resources.num_cpus=0.5"
-elif [ "$ONLY" = e2e ]; then
-  FRONTEND=${FRONTEND:-async_llm}
-  ENGINE_OVR="rollout.vllm.frontend=$FRONTEND"
-else
-  step pytest 150 $PY -m pytest tests/gpu -x -q -p no:cacheprovider --timeout 120
-  FRONTEND=async_llm
-  if ! step vllm_async_llm 150 $PY benchmarks/gpu/bench_vllm.py --frontend async_llm --out "$WORK/res/vllm_async_llm.json"; then
-    FRONTEND=stepped
-    step vllm_stepped 120 $PY benchmarks/gpu/bench_vllm.py --frontend stepped --out "$WORK/res/vllm_stepped.json"
-  fi
-  ENGINE_OVR="rollout.vllm.frontend=$FRONTEND"
+STEPS_E2E=30
+X=1                              # time-limit multiplier (the CPU rehearsal is slower)
+if [ "$DRY" = 1 ]; then  # CPU: the same steps with small loads (vLLM for CPU where installed)
+  STEPS_E2E=6
+  X=${DRY_X:-4}
+  BUDGET=$(( BUDGET * X ))
+  export WARMUP_STEPS=1
+  E2E_OVR="rollout.vllm.kv_cache_gb=0.5 rollout.max_batch_size=64 placement.mode=ray rollout.resources.num_gpus=0 trainer.resources.num_gpus=0 ray.num_cpus=2 pipeline.groups_per_step=4 rollout.sampling.max_new_tokens=8 pipeline.scorer_processes=1 rollout.resources.num_cpus=0.5 trainer.resources.num_cpus=0.5 pipeline.scorer_resources.num_cpus=0.5 model.dtype=float32 $E2E_OVR"
+  $PY -c "import vllm" 2> /dev/null || E2E_OVR="rollout.engine=torch $E2E_OVR"
 fi
-echo "{\"frontend\": \"$FRONTEND\"}" > "$WORK/res/frontend.json"
 
+step env $((15 * X)) $PY benchmarks/gpu/env_report.py
+step pytest $((100 * X)) $PY -m pytest tests/gpu -q -p no:cacheprovider --timeout 90
+step vllm $((80 * X)) $PY benchmarks/gpu/bench_vllm.py --out "$WORK/res/vllm.json"
 for mode in async sync; do
-  step "e2e_$mode" 170 $PY -m zaya_rl.cli train benchmarks/gpu/e2e_tiny_qwen3moe.yaml \
-    run_dir="$WORK/e2e_$mode" pipeline.mode=$mode $ENGINE_OVR $E2E_OVR
+  step "e2e_$mode" $((115 * X)) $PY -m zaya_rl.cli train benchmarks/gpu/e2e_tiny_qwen3moe.yaml \
+    run_dir="$WORK/e2e_$mode" pipeline.mode=$mode pipeline.total_steps=$STEPS_E2E $E2E_OVR
   ray_stop
 done
-
-if [ "$ONLY" = e2e ]; then
-  :
-elif [ "$DRY" = 1 ]; then
-  step weights 120 $PY benchmarks/gpu/bench_weights.py --dry-run --repeats 2 --out "$WORK/res/weights.json"
+if [ "$DRY" = 1 ]; then
+  step weights $((65 * X)) $PY benchmarks/gpu/bench_weights.py --small --repeats 2 --out "$WORK/res/weights.json"
+  step engine $((40 * X)) $PY benchmarks/rollout_engine.py --repeats 2 --requests 32 --max-new 64 --out "$WORK/res/engine.json"
 else
-  step weights 150 $PY benchmarks/gpu/bench_weights.py --frontend $FRONTEND --out "$WORK/res/weights.json"
+  step weights 65 $PY benchmarks/gpu/bench_weights.py --repeats 3 --out "$WORK/res/weights.json"
+  step engine 40 $PY benchmarks/rollout_engine.py --device cuda --batch 32 --requests 128 --max-new 128 --repeats 2 --out "$WORK/res/engine.json"
 fi
 
 echo "{${STEPS%, }}" > "$WORK/res/steps.json"

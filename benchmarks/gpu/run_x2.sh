@@ -12,7 +12,7 @@
 # pydantic: benchmarks/gpu/make_extra_wheels.sh). Every step is time-boxed; a step that would start after
 # BUDGET s is skipped. Results: $WORK/res/*.json, logs: $WORK/logs. $OUT gets gpu_x2.json and gpu_x2.md
 # (x2_report.py: both parts' results when the machine still holds the first part's /tmp/zaya_x2_tests) and
-# logs_<part>.tar.gz. Knobs: FRONTEND (stepped: exact version boundaries, the faster choice on vLLM 0.24),
+# logs_<part>.tar.gz. Knobs: FRONTEND (auto: rollout.vllm.frontend picks per vLLM version; or stepped, async_llm),
 # E2E_CONFIG (default configs/smollm2_gpu.yaml if present, else the tiny Qwen3-MoE), E2E_OVR (extra overrides).
 set -u
 cd "$(dirname "$0")/../.."
@@ -25,7 +25,7 @@ BUDGET=${BUDGET:-540}
 OUT=${OUT:-/tmp/zaya_gpu_out}
 WORK=${ZAYA_GPU_WORK:-/tmp/zaya_x2_$PART}
 [ "${DRY_RUN:-0}" = 1 ] && WORK=${ZAYA_GPU_WORK:-/tmp/zaya_x2_dry}
-FRONTEND=${FRONTEND:-stepped}
+FRONTEND=${FRONTEND:-auto}
 if [ -z "${E2E_CONFIG:-}" ]; then
   E2E_CONFIG=benchmarks/gpu/e2e_tiny_qwen3moe.yaml
   [ -f configs/smollm2_gpu.yaml ] && E2E_CONFIG=configs/smollm2_gpu.yaml

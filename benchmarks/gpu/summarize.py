@@ -4,16 +4,21 @@
 
 Reads ``WORK_DIR/res/*.json`` (bench outputs, env report, step exit codes) and the e2e run folders
 ``WORK_DIR/e2e_*/{summary.json,metrics.jsonl}``; writes ``OUT_DIR/summary.json`` and prints the table.
-The e2e samples/s is measured over the RL steps only (from the first to the last optimizer step's
-record; evaluation, Ray start and engine start excluded), so async vs sync compares the pipelines.
+The e2e samples/s is measured over the RL steps only, from the record of step ``WARMUP_STEPS`` (env, default 3)
+to the last one (evaluation, Ray and engine start, and the first steps' warm-up excluded), so async vs sync
+compares the pipelines. ``rollout_tok_s`` is the mean of the same steps' ``perf/tokens_per_s``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
+
+#: Optimizer steps not timed at the start of each e2e run (engine and allocator warm-up).
+WARMUP_STEPS = int(os.environ.get("WARMUP_STEPS", "3"))
 
 
 def rl_throughput(run_dir: Path) -> dict[str, Any]:
@@ -30,11 +35,13 @@ def rl_throughput(run_dir: Path) -> dict[str, Any]:
         out["error"] = "no metrics.jsonl"
         return out
     steps = [r for r in map(json.loads, metrics.read_text().splitlines()) if "train/loss" in r]
-    if len(steps) >= 2:
-        batch = steps[-1].get("train/num_sequences") or 0
-        dt = steps[-1]["time_s"] - steps[0]["time_s"]
-        out["rl_steps_timed"] = len(steps) - 1
-        out["samples_per_s"] = (len(steps) - 1) * batch / dt if dt > 0 else None
+    timed = steps[min(WARMUP_STEPS, max(len(steps) - 2, 0)) :]
+    if len(timed) >= 2:
+        dt = timed[-1]["time_s"] - timed[0]["time_s"]
+        samples = sum(r.get("train/num_sequences") or 0 for r in timed[1:])
+        out["rl_steps_timed"] = len(timed) - 1
+        out["samples_per_s"] = samples / dt if dt > 0 else None
+        out["rollout_tok_s"] = sum(r.get("perf/tokens_per_s", 0.0) for r in timed[1:]) / (len(timed) - 1)
         out["lag_mean"] = sum(r.get("pipeline/lag_mean", 0.0) for r in steps) / len(steps)
         out["abs_logp_diff_mean"] = sum(r.get("loss/abs_logp_diff", 0.0) for r in steps) / len(steps)
     publish = [r["perf/publish_s"] for r in map(json.loads, metrics.read_text().splitlines()) if "perf/publish_s" in r]
@@ -73,9 +80,12 @@ def table(s: dict[str, Any]) -> str:
         if isinstance(r, dict):
             keys = [k for k in r if not isinstance(r[k], (dict, list)) and k not in ("traceback",)]
             lines.append(f"[{name}] " + ", ".join(f"{k}={_fmt(r[k])}" for k in keys)[:900])
-            for sub in ("inflight", "canary", "file", "state_dict", "ipc", "nccl", "effective"):
+            for sub in ("inflight", "canary", "pipeline", "file", "state_dict", "state_dict_per_tensor", "ipc",
+                        "ipc_per_tensor", "nccl", "vllm_load", "fixed", "mixed", "effective"):
                 if isinstance(r.get(sub), dict):
-                    d = {k: v for k, v in r[sub].items() if k != "reps"}
+                    d = {k: v for k, v in r[sub].items() if k != "reps" and not isinstance(v, dict)}
+                    d.update({f"{k}.ratio": v.get("ratio_median") for k, v in r[sub].items()
+                              if isinstance(v, dict) and "ratio_median" in v})
                     lines.append(f"    {sub}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in d.items())[:600])
     for name, r in s.get("e2e", {}).items():
         lines.append(f"[{name}] " + ", ".join(f"{k}={_fmt(v)}" for k, v in r.items() if k != "run_dir"))

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted((REPO / "examples").glob("*/README.md"))]
 #: Top-level folders whose paths the pages may name (``runs/...`` and ``<run_dir>/...`` are outputs, not checked).
 SOURCE_DIRS = ("configs", "launch", "docs", "examples", "zaya_rl", "environments", "rewards", "tests",
-               "benchmarks", ".ci")
+               "benchmarks", ".ci", "tools")
 PACKAGES = ("zaya_rl", "environments", "rewards")
 FILE_SUFFIXES = {"md", "py", "yaml", "yml", "toml", "txt", "json", "sh", "sbatch"}
 #: Dotted names that are not Python references: the environments' entry-point group.

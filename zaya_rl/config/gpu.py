@@ -17,10 +17,12 @@ class VLLMConfig(Section):
     """The vLLM engine (``rollout.engine: vllm``; ``zaya_rl.rollout.vllm_engine``). Behaviour log-probs are
     always vLLM's ``processed_logprobs`` (temperature and top-p applied, matching the trainer)."""
 
-    frontend: Literal["async_llm", "stepped"] = "async_llm"
-    """``async_llm``: vLLM's ``AsyncLLM`` (engine core in a child process, native pause/resume).
-    ``stepped``: an in-process ``LLMEngine`` stepped from the worker's event loop (no child process; exact
-    per-token versions; tensors pass to the worker without serialisation)."""
+    frontend: Literal["auto", "async_llm", "stepped"] = "auto"
+    """``auto``: chosen from the installed vLLM at start-up and logged (``zaya_rl.rollout.vllm_frontend``):
+    ``async_llm`` wherever per-token versions can be exact (vLLM >= 0.32 ``weight_versions`` labels; 0.24
+    engine-core timestamps), else ``stepped``. ``async_llm``: vLLM's ``AsyncLLM`` (engine core in a child
+    process, native pause/resume). ``stepped``: an in-process ``LLMEngine`` stepped from the worker's event
+    loop (no child process; tensors pass to the worker without serialisation)."""
     gpu_memory_utilization: float = Field(0.5, gt=0.0, le=1.0)
     """Fraction of the GPU vLLM may take (weights + KV cache); leave room for a colocated trainer."""
     max_model_len: int | None = Field(None, ge=16)
@@ -32,9 +34,9 @@ class VLLMConfig(Section):
     clear_cache_on_update: bool = False
     """Drop the KV/prefix cache at each in-flight weight update (kept sequences are recomputed with the
     new weights). False keeps old-policy KV (PipelineRL's choice): faster, slightly stale."""
-    pause_drain_s: float = Field(0.05, ge=0.0, le=5.0)
-    """After pausing, wait until no streamed token arrived for this long before recording the version
-    boundary (``async_llm``: outputs computed before the pause may still be in flight)."""
+    kv_cache_gb: float | None = Field(None, gt=0.0)
+    """KV-cache size in GiB (vLLM's ``kv_cache_memory_bytes``). None: from ``gpu_memory_utilization`` on a
+    GPU; 1 GiB on a CPU-only vLLM, which would otherwise claim most of the host memory."""
     engine_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Extra ``AsyncEngineArgs`` fields passed through unchanged (e.g. ``{"max_num_batched_tokens": 8192}``)."""
 

@@ -59,6 +59,17 @@ class IncrementalDetokenizer:
         return self._tok.decode(ids, skip_special_tokens=self._skip) if ids else ""
 
 
+def fast_decoder(tokenizer: _Decoder) -> _Decoder:
+    """The Rust ``tokenizers.Tokenizer`` behind a transformers fast tokenizer when its ``decode`` gives the
+    same text (no ``clean_up_tokenization_spaces``), else ``tokenizer`` itself. The canary decodes twice
+    per generated token; the Python wrapper cost ~3x the Rust call (measured 55-80 vs 18-25 us a token on
+    the byte tokenizer), which a rollout engine pays for every token it streams."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or getattr(tokenizer, "clean_up_tokenization_spaces", False):
+        return tokenizer
+    return backend
+
+
 class CanaryFeed:
     """Detokenizes one rollout token by token and feeds the text to a ``CompressibilityCanary``.
 

@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 #: Longest sequence (prompt + completion) the presets are built for.
 _PRESET_MAX_POSITIONS = 4096
+#: Attention head size of the presets: the smallest vLLM's CPU attention supports (its kernels take 32, 64,
+#: 80, ... 512; research/vllm_cpu_probe.md §2), so the same presets run on the torch engine and on vLLM.
+HEAD_DIM = 32
 
 
 def _tiny_zaya(ids: dict[str, int]) -> PretrainedConfig:
@@ -48,7 +51,7 @@ def _tiny_zaya(ids: dict[str, int]) -> PretrainedConfig:
         num_hidden_layers=3,
         num_attention_heads=4,
         num_key_value_heads=2,
-        head_dim=16,
+        head_dim=HEAD_DIM,
         moe_intermediate_size=128,
         num_experts=8,
         num_experts_per_tok=1,
@@ -68,7 +71,7 @@ def _tiny_qwen3moe(ids: dict[str, int]) -> PretrainedConfig:
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        head_dim=16,
+        head_dim=HEAD_DIM,
         num_experts=8,
         num_experts_per_tok=2,
         norm_topk_prob=True,

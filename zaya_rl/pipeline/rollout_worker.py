@@ -42,6 +42,10 @@ class RolloutWorker:
     def groups_in_flight(self) -> int:
         return self._groups_in_flight
 
+    def describe(self) -> dict[str, str]:
+        """The engine and how it was chosen (logged by the driver at start)."""
+        return self.engine.describe()
+
     def pid(self) -> int:
         """Process id (fault drills kill it to test restarts)."""
         return os.getpid()

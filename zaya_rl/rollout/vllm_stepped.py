@@ -10,8 +10,13 @@ How it runs: like ``TorchEngine``, a background task in the caller's event loop 
 (one scheduler iteration: prefill/decode of every running request, synchronous on the GPU) and then
 yields to the loop, so ``abort``, new requests and weight updates run between two steps, never during
 one. Outputs (DELTA) go to one queue per request. ``pause_generation(mode="keep")`` simply stops stepping:
-running requests stay in vLLM's scheduler with their KV cache and continue on ``resume_generation``; no
-output can be in flight at a pause, which makes per-token versions exact.
+running requests stay in vLLM's scheduler with their KV cache and continue on ``resume_generation``.
+
+Per-token versions work as in vLLM >= 0.32, on any vLLM: ``update_weight_version(label)`` sets the label,
+every token is booked under the label current when its step ran (labels change only while paused, between
+steps), and a request's final output carries ``weight_versions`` spans ``(version, start, end)``
+(``zaya_rl.rollout.vllm_versions.WeightVersionSpans`` reads them). Booking at step time, not when a
+consumer takes the output from its queue, matters: an update can run between a step and the consumers.
 
 An aborted request gets a final output built here (``LLMEngine`` emits none), carrying the routed
 experts recorded so far when vLLM's output processor still holds them.
@@ -28,6 +33,15 @@ from typing import Any
 import numpy as np
 
 
+@dataclass(frozen=True)
+class Span:
+    """Output tokens ``start .. end - 1`` of a request were sampled with the weights labelled ``version``."""
+
+    version: str
+    start: int
+    end: int
+
+
 @dataclass
 class _Completion:
     """Stand-in for vLLM's ``CompletionOutput`` in a synthetic abort output."""
@@ -36,6 +50,7 @@ class _Completion:
     logprobs: list = field(default_factory=list)
     finish_reason: str = "abort"
     routed_experts: np.ndarray | None = None
+    weight_versions: list[Span] = field(default_factory=list)
 
 
 @dataclass
@@ -60,6 +75,8 @@ class SteppedLLM:
         self._paused = False
         self._resumed = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._label = "default"
+        self._spans: dict[str, list[Span]] = {}
 
     @classmethod
     def from_engine_args(cls, engine_args: Any) -> SteppedLLM:
@@ -72,6 +89,7 @@ class SteppedLLM:
     async def generate(self, prompt: Any, sampling_params: Any, request_id: str) -> AsyncIterator[Any]:
         queue: asyncio.Queue = asyncio.Queue()
         self._queues[request_id] = queue
+        self._spans[request_id] = []
         self.engine.add_request(request_id, prompt, sampling_params)
         self._kick()
         try:
@@ -84,6 +102,7 @@ class SteppedLLM:
                     return
         finally:
             self._queues.pop(request_id, None)
+            self._spans.pop(request_id, None)
 
     def _kick(self) -> None:
         if self._task is None or self._task.done():
@@ -98,18 +117,38 @@ class SteppedLLM:
                 for out in self.engine.step():
                     queue = self._queues.get(out.request_id)
                     if queue is not None:
+                        self._book(out)
                         queue.put_nowait(out)
                 await asyncio.sleep(0)  # abort / add / pause / weight updates run between steps
         except Exception as exc:  # a failed step fails every waiting request, with the cause
             for queue in self._queues.values():
                 queue.put_nowait(exc)
 
+    def _book(self, out: Any) -> None:
+        """Book the step's new tokens under the current label; a final output gets the request's spans."""
+        spans = self._spans[out.request_id]
+        completion = out.outputs[0]
+        n = len(completion.token_ids)
+        if n:
+            end = spans[-1].end if spans else 0
+            if spans and spans[-1].version == self._label:
+                spans[-1] = Span(self._label, spans[-1].start, end + n)
+            else:
+                spans.append(Span(self._label, end, end + n))
+        if out.finished:
+            completion.weight_versions = list(spans)
+
+    async def update_weight_version(self, label: str) -> None:
+        """Tokens of steps run from now on carry ``label`` (call it while paused, as with vLLM)."""
+        self._label = label
+
     async def abort(self, request_id: str) -> None:
         queue = self._queues.get(request_id)
         routes = self._routes_so_far(request_id)
         self.engine.abort_request([request_id])
         if queue is not None:
-            queue.put_nowait(_Output(request_id, [_Completion(routed_experts=routes)]))
+            spans = list(self._spans.get(request_id, ()))
+            queue.put_nowait(_Output(request_id, [_Completion(routed_experts=routes, weight_versions=spans)]))
 
     def _routes_so_far(self, request_id: str) -> np.ndarray | None:
         """Routed experts vLLM's output processor holds for a live request (None if unavailable)."""

@@ -9,9 +9,10 @@ several ``reload_weights`` calls, and native transfers run ``start_weight_update
 
 | transport | vLLM call |
 | --- | --- |
-| ``state_dict`` | ``reload_weights(weights_iterator=...)`` in process (``stepped``); through a ``/dev/shm`` folder and ``reload_weights(weights_path=...)`` otherwise (tensors cannot cross AsyncLLM's engine-core pipe) |
+| ``state_dict`` | ``reload_weights(weights_iterator=...)`` in process (``stepped``); otherwise ``staged`` turns it into a ``file`` update before the pause (tensors cannot cross AsyncLLM's engine-core pipe): a ``FlatWeights`` payload becomes one safetensors file in one ``write`` |
 | ``file`` | ``reload_weights(weights_path=folder)`` |
-| ``nccl`` / ``ipc`` | ``[start_weight_update] / update_weights(WeightTransferUpdateRequest) / finish_weight_update`` |
+| ``nccl`` | ``[start_weight_update] / update_weights(WeightTransferUpdateRequest) / finish_weight_update`` |
+| ``ipc`` | the same, one packed ``update_weights`` per flat buffer (``senders.IPCSender``) |
 
 ``start_weight_update`` exists in vLLM 0.24 and 0.33; when a vLLM lacks it, ``update_weights`` is called
 without it (older vLLM loaded in ``update_weights`` directly).
@@ -19,9 +20,10 @@ without it (older vLLM loaded in ``update_weights`` directly).
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,39 +34,51 @@ async def _reload_from_path(llm: Any, folder: str) -> None:
     await llm.collective_rpc("reload_weights", kwargs={"weights_path": folder, "is_checkpoint_format": True})
 
 
-async def receive_state_dict(llm: Any, update: WeightUpdate, *, in_process: bool, shm_dir: str) -> None:
-    items = list(update.payload.items())
-    if in_process:
-        await llm.collective_rpc(
-            "reload_weights", kwargs={"weights_iterator": items, "is_checkpoint_format": True}
-        )
+@contextlib.contextmanager
+def staged(update: WeightUpdate, *, in_process: bool, shm_dir: str) -> Iterator[WeightUpdate]:
+    """The update as the engine will load it, prepared *before* generation pauses.
+
+    A state dict for an out-of-process engine (``AsyncLLM``: tensors cannot cross its engine-core pipe)
+    becomes a ``file`` update: one safetensors file in ``shm_dir`` (a ``FlatWeights`` payload is written in a
+    single ``write``), deleted on exit. Writing it while the engine still generates keeps the pause to
+    vLLM's own reload. Every other update is loaded as it is.
+    """
+    if update.transport != "state_dict" or in_process:
+        yield update
         return
-    from zaya_rl.weights.files import write_folder
+    from zaya_rl.weights.files import FILE_PATTERN, write_folder
+    from zaya_rl.weights.flat import FlatWeights, write_safetensors
 
     folder = Path(shm_dir) / f"engine-{uuid.uuid4().hex[:12]}"
     try:
-        write_folder(items, folder, bucket_bytes=256 * 2**20)
-        await _reload_from_path(llm, str(folder))
+        if isinstance(update.payload, FlatWeights):
+            folder.mkdir(parents=True)
+            write_safetensors(update.payload, folder / FILE_PATTERN.format(0))
+        else:
+            write_folder(update.payload.items(), folder, bucket_bytes=256 * 2**20)
+        yield WeightUpdate(update.version, "file", update.tensors, str(folder))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+async def receive_state_dict(llm: Any, update: WeightUpdate, *, in_process: bool, shm_dir: str) -> None:
+    if not in_process:
+        raise ValueError("a state_dict update reaches an out-of-process engine as a file: load staged(update)")
+    items = list(update.payload.items())
+    await llm.collective_rpc("reload_weights", kwargs={"weights_iterator": items, "is_checkpoint_format": True})
 
 
 async def receive_file(llm: Any, update: WeightUpdate, *, in_process: bool, shm_dir: str) -> None:
     await _reload_from_path(llm, str(update.payload))
 
 
-def native_update_info(update: WeightUpdate) -> dict[str, Any]:
-    """vLLM's ``update_info`` dict of a native (``nccl``/``ipc``) update."""
-    info: dict[str, Any] = {
-        "names": [m.name for m in update.tensors],
-        "dtype_names": [m.dtype for m in update.tensors],
-        "shapes": [list(m.shape) for m in update.tensors],
-    }
-    if update.transport == "nccl":
-        info.update(update.payload)
-    else:
-        info.update({"ipc_handles_pickled": update.payload, "packed": False})
-    return info
+def native_update_infos(update: WeightUpdate) -> list[dict[str, Any]]:
+    """vLLM's ``update_info`` dicts of a native update: one for ``nccl`` (the whole broadcast), one per packed
+    buffer for ``ipc`` (``senders.ipc_chunk``)."""
+    if update.transport == "ipc":
+        return list(update.payload)
+    return [{"names": [m.name for m in update.tensors], "dtype_names": [m.dtype for m in update.tensors],
+             "shapes": [list(m.shape) for m in update.tensors], **update.payload}]  # fmt: skip
 
 
 async def receive_native(llm: Any, update: WeightUpdate, *, in_process: bool, shm_dir: str) -> None:
@@ -73,7 +87,8 @@ async def receive_native(llm: Any, update: WeightUpdate, *, in_process: bool, sh
     start = getattr(llm, "start_weight_update", None)
     if start is not None:
         await start(is_checkpoint_format=True)
-    await llm.update_weights(WeightTransferUpdateRequest(update_info=native_update_info(update)))
+    for info in native_update_infos(update):
+        await llm.update_weights(WeightTransferUpdateRequest(update_info=info))
     if start is not None:
         await llm.finish_weight_update()
 

@@ -13,10 +13,10 @@ Transports (``weight_sync.transport``; implementations in ``zaya_rl.weights.send
 
 | transport | data path | engines | staging |
 | --- | --- | --- | --- |
-| ``state_dict`` | CPU tensors through the Ray object store (``ray.put`` once) | torch, vLLM | one CPU copy |
-| ``file`` | safetensors buckets in ``/dev/shm`` + vLLM ``reload_weights(weights_path=...)`` | torch, vLLM (any frontend) | one tmpfs copy |
+| ``state_dict`` | one flat host buffer (``FlatWeights``) through the Ray object store (``ray.put`` once, zero-copy) | torch, vLLM | one (pinned) host copy |
+| ``file`` | safetensors buckets in ``/dev/shm`` + vLLM ``reload_weights(weights_path=...)`` | torch, vLLM (any frontend) | one bucket of pinned host memory + tmpfs |
 | ``nccl`` | vLLM native transfer, packed NCCL broadcast of buckets | vLLM, trainer and rollout on different GPUs | 2 buckets on GPU |
-| ``ipc`` | vLLM native transfer, CUDA IPC handles of the trainer's tensors | vLLM, trainer and rollout on one GPU | none if dtypes match |
+| ``ipc`` | vLLM native transfer, packed: flat device buffers, one CUDA IPC handle each | vLLM, trainer and rollout on one GPU | one model copy on GPU |
 
 Test: ``python -m pytest tests/weights -q``.
 """

@@ -25,7 +25,8 @@ import torch
 
 from zaya_rl.weights.base import NamedTensors, PushReport, WeightSender, WeightUpdate, register_sender
 from zaya_rl.weights.buckets import TensorMeta, plan_buckets, total_bytes
-from zaya_rl.weights.files import tensor_meta, write_folder
+from zaya_rl.weights.files import write_folder
+from zaya_rl.weights.flat import FlatLayout, HostStager, Staging, pack
 
 #: Staging buffers of the packed NCCL broadcast: one fills while the previous one is on the wire.
 NCCL_NUM_BUFFERS = 2
@@ -58,9 +59,15 @@ class _RaySender(WeightSender):
 
 @register_sender
 class StateDictSender(_RaySender):
-    """CPU copies of every tensor, ``ray.put`` once and read by every worker."""
+    """Every tensor copied (cast) into one reusable host buffer (pinned on GPU machines: one synchronisation
+    for all copies), ``ray.put`` once as ``FlatWeights`` (one numpy array: zero-copy in and out of the
+    object store) and read by every worker (``zaya_rl.weights.flat``)."""
 
     transport = "state_dict"
+
+    def __init__(self, *, bucket_bytes: int, dtype: str) -> None:
+        super().__init__(bucket_bytes=bucket_bytes, dtype=dtype)
+        self._stager = HostStager()
 
     def push(self, named: NamedTensors, version: int, workers: Sequence[int] | None = None, *,
              shapes: Sequence[tuple[str, tuple[int, ...]]] | None = None) -> PushReport:
@@ -68,11 +75,12 @@ class StateDictSender(_RaySender):
 
         targets = self._targets(workers)
         t0 = time.perf_counter()
-        state = {n: cast(t, self.dtype).to("cpu", copy=True) for n, t in named()}
-        metas = tuple(tensor_meta(n, t) for n, t in state.items())
-        ref = ray.put(WeightUpdate(version, self.transport, metas, state))
+        metas = None if shapes is None else [TensorMeta(n, self.dtype, tuple(shape)) for n, shape in shapes]
+        items = named() if metas is not None else ((n, cast(t, self.dtype)) for n, t in named())
+        state = self._stager.stage(items, metas)
+        ref = ray.put(WeightUpdate(version, self.transport, state.layout.metas, state))
         reports = self._apply(ref, targets)
-        return PushReport(self.transport, total_bytes(metas), 1, time.perf_counter() - t0, reports)
+        return PushReport(self.transport, state.layout.nbytes, 1, time.perf_counter() - t0, reports)
 
 
 @register_sender
@@ -90,6 +98,7 @@ class FileSender(_RaySender):
         super().__init__(bucket_bytes=bucket_bytes, dtype=dtype)
         # Unique per trainer process: two runs (or a restarted trainer) never share a folder.
         self.root = Path(shm_dir) / f"trainer-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._staging = Staging()
 
     @classmethod
     def from_config(cls, cfg: Any, dtype: str) -> WeightSender:
@@ -100,7 +109,8 @@ class FileSender(_RaySender):
         targets = self._targets(workers)
         t0 = time.perf_counter()
         folder = self.root / f"v{version:06d}"
-        metas = write_folder(((n, cast(t, self.dtype)) for n, t in named()), folder, self.bucket_bytes)
+        metas = write_folder(((n, cast(t, self.dtype)) for n, t in named()), folder, self.bucket_bytes,
+                             staging=self._staging)
         try:
             reports = self._apply(WeightUpdate(version, self.transport, tuple(metas), str(folder)), targets)
         finally:
@@ -179,35 +189,60 @@ class NCCLSender(_RaySender):
 
 @register_sender
 class IPCSender(_RaySender):
-    """vLLM's native CUDA-IPC weight transfer for a rollout engine on the trainer's GPU: the engine maps
-    the trainer's tensors and copies them into its own (one device-to-device copy, no host hop).
+    """vLLM's native CUDA-IPC weight transfer, packed, for a rollout engine on the trainer's GPU.
 
-    When the transfer dtype equals the parameter dtype the handles point at the live parameters (no
-    staging); this is safe because the trainer is blocked in ``push`` until every worker has loaded.
+    Every tensor is copied (cast) into flat device buffers of at most ``bucket_bytes``, kept across versions,
+    and each buffer travels as one IPC handle (vLLM's ``packed`` IPC update: the engine maps it once and
+    splits it by ``tensor_sizes``). One handle per tensor instead meant one ``cudaIpcOpenMemHandle`` per
+    tensor in the engine (measured 14.7 GB/s for a 0.98 GB model on an H100 against 1,434 GB/s for a
+    device-to-device copy). The buffers hold one copy of the model in the transfer dtype; they are
+    written only inside ``push``, which returns once every worker has loaded (their contents are never
+    read after that).
+
     Needs ``VLLM_ALLOW_INSECURE_SERIALIZATION=1`` in the engine (the rollout worker sets it): the handles
     travel pickled, the only form vLLM's engine-core IPC accepts for them.
     """
 
     transport = "ipc"
 
+    def __init__(self, *, bucket_bytes: int, dtype: str) -> None:
+        super().__init__(bucket_bytes=bucket_bytes, dtype=dtype)
+        self._buffers: list[tuple[FlatLayout, torch.Tensor, str]] = []  # layout, device buffer, pickled handle
+
     def push(self, named: NamedTensors, version: int, workers: Sequence[int] | None = None, *,
              shapes: Sequence[tuple[str, tuple[int, ...]]] | None = None) -> PushReport:
-        from torch.multiprocessing.reductions import reduce_tensor
-
         targets = self._targets(workers)
         t0 = time.perf_counter()
-        uuid_ = str(torch.cuda.get_device_properties(torch.cuda.current_device()).uuid)
-        keep, handles, metas = [], [], []
-        for n, t in named():
-            w = cast(t, self.dtype).contiguous()
-            keep.append(w)  # alive until every worker has copied it
-            handles.append({uuid_: reduce_tensor(w)[1]})
-            metas.append(tensor_meta(n, w))
+        tensors = dict(named())
+        metas = tuple(TensorMeta(n, self.dtype, tuple(t.shape)) for n, t in tensors.items())
+        chunks = []
+        for layout, buffer, handle in self._device_buffers(metas):
+            pack(((m.name, tensors[m.name]) for m in layout.metas), layout, buffer)
+            chunks.append(ipc_chunk(layout, handle))
         torch.cuda.synchronize()
-        payload = base64.b64encode(pickle.dumps(handles)).decode("ascii")
-        reports = self._apply(WeightUpdate(version, self.transport, tuple(metas), payload), targets)
-        del keep
-        return PushReport(self.transport, total_bytes(metas), 1, time.perf_counter() - t0, reports)
+        reports = self._apply(WeightUpdate(version, self.transport, metas, chunks), targets)
+        return PushReport(self.transport, total_bytes(metas), len(chunks), time.perf_counter() - t0, reports)
+
+    def _device_buffers(self, metas: Sequence[TensorMeta]) -> list[tuple[FlatLayout, torch.Tensor, str]]:
+        """One flat buffer and its IPC handle per bucket, allocated on the first push (and if shapes change)."""
+        layouts = [FlatLayout.of(b) for b in plan_buckets(metas, self.bucket_bytes)]
+        if [b[0] for b in self._buffers] != layouts:
+            from torch.multiprocessing.reductions import reduce_tensor
+
+            uuid_ = str(torch.cuda.get_device_properties(torch.cuda.current_device()).uuid)
+            self._buffers = []
+            for layout in layouts:
+                buffer = torch.empty(layout.nbytes, dtype=torch.uint8, device="cuda")
+                handle = base64.b64encode(pickle.dumps({uuid_: reduce_tensor(buffer)[1]})).decode("ascii")
+                self._buffers.append((layout, buffer, handle))
+        return self._buffers
+
+
+def ipc_chunk(layout: FlatLayout, handle: str) -> dict[str, Any]:
+    """vLLM's packed IPC ``update_info`` fields of one buffer (``IPCWeightTransferUpdateInfo``)."""
+    return {"names": [m.name for m in layout.metas], "dtype_names": [m.dtype for m in layout.metas],
+            "shapes": [list(m.shape) for m in layout.metas], "tensor_sizes": [m.nbytes for m in layout.metas],
+            "ipc_handles_pickled": handle, "packed": True}  # fmt: skip
 
 
 def _subset_push(sender: _RaySender, named: NamedTensors, version: int, targets: list[int]) -> PushReport:
