@@ -35,7 +35,7 @@ from vllm.v1.attention.backends.registry import MambaAttentionBackendEnum
 from vllm.v1.attention.backends.short_conv_attn import ShortConvAttentionBackend
 
 from zaya_rl.vllm_plugin import CCA_OP
-from zaya_rl.vllm_plugin.cca import ConvWeights, cca_decode, cca_varlen
+from zaya_rl.vllm_plugin.cca import ConvWeights, cca_decode, cca_qkv, cca_varlen
 
 #: Shard ids of the two checkpoint halves of the value projection (``ZayaQKVParallelLinear``).
 V_HALVES = ("v_current", "v_delayed")
@@ -170,15 +170,7 @@ class ZayaCCAProjection(MambaBase, nn.Module):
         conv_out = torch.zeros_like(qk)
         v_prev = torch.zeros_like(v)
         torch.ops.vllm.zaya_cca_state(qk, v, conv_out, v_prev, self.prefix)
-        t, hd = q.shape[0], self.head_dim
-        # Residual q/k paths (transformers: q_res = (q + repeat_kv(k)) / 2, k_res = mean of q_res over the group).
-        groups = self.num_heads // self.num_kv_heads
-        q_res = (q.view(t, self.num_kv_heads, groups, hd) + k.view(t, self.num_kv_heads, 1, hd)) * 0.5
-        k_res = q_res.mean(dim=2)
-        query = conv_out[:, : self.q_size] + q_res.reshape(t, self.q_size)
-        key = conv_out[:, self.q_size :] + k_res.reshape(t, self.kv_size)
-        value = torch.cat([v[:, : self.delayed_from], v_prev[:, self.delayed_from :]], dim=-1)
-        return query, key, value
+        return cca_qkv(q, k, v, conv_out, v_prev, self.num_kv_heads, self.delayed_from)
 
     def _v_bias(self, like: torch.Tensor) -> torch.Tensor:
         """The delayed value of a sequence's first token: the value projection of a zero input."""

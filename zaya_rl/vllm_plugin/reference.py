@@ -3,15 +3,17 @@
 Two shapes (``REFERENCE_CONFIGS``):
 
 - ``tiny``: the ``tiny-zaya`` preset's shapes (3 layers, hidden 64, 4 heads / 2 kv heads, 8 experts, router
-  hidden 32) with head_dim 32, the smallest head size vLLM's CPU attention supports.
+  hidden 32) with head_dim 32, the smallest head size vLLM's CPU attention supports, and attention biases
+  (the value bias is also the delayed value of a sequence's first token).
 - ``deep``: ZAYA1-8B's layer (``ZayaConfig`` defaults: hidden 2048, 8 heads / 2 kv heads of 128, 16
   experts + skip of width 2048, router hidden 256, CCA kernels 2 and 2) scaled down 8x in width (head_dim
   to 32, the CPU floor) with 8 of its 40 layers.
 
 ``build_reference`` randomises every parameter transformers initialises to a constant (residual scales and
-biases, norms, the q/k-norm temperature — zero at init, which would make attention uniform — the EDA scale,
-and the balancing biases, with the skip class made reachable), so that a plugin bug in any of them changes
-the logits. Weights are saved with the byte tokenizer, as ``save_policy`` does.
+biases, linear and conv biases, norms, the q/k-norm temperature — zero at init, which would make attention
+uniform — the EDA scale, and the balancing biases, with the skip class made reachable), so that a plugin
+bug in any of them changes the logits; the router's output layer gets a gain so that tokens spread over
+the experts and the skip class. Weights are saved with the byte tokenizer, as ``save_policy`` does.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 
 REFERENCE_CONFIGS: dict[str, dict[str, Any]] = {
     "tiny": dict(hidden_size=64, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, head_dim=32,
-                 moe_intermediate_size=128, num_experts=8, router_hidden_size=32),
+                 moe_intermediate_size=128, num_experts=8, router_hidden_size=32, attention_bias=True),
     "deep": dict(hidden_size=256, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=2, head_dim=32,
                  moe_intermediate_size=256, num_experts=16, router_hidden_size=32),
 }
@@ -31,6 +33,9 @@ REFERENCE_CONFIGS: dict[str, dict[str, Any]] = {
 #: Std of the random weights: larger than transformers' 0.02 so that router top-1 margins are wide (a near
 #: tie could flip under float rounding and look like a plugin bug) and logits are far from uniform.
 _INIT_STD = 0.1
+#: Extra gain on the router's output layer: router logits of std ~1, so that tokens spread over the experts
+#: and the skip class with wide top-1 margins.
+_ROUTER_GAIN = 2.0
 
 
 def _randomise_constants(model: torch.nn.Module, gen: torch.Generator) -> None:
@@ -41,13 +46,15 @@ def _randomise_constants(model: torch.nn.Module, gen: torch.Generator) -> None:
         for name, p in model.named_parameters():
             if name.endswith(("_scale", "norm.weight", "layernorm.weight")):
                 p.copy_(1.0 + rand_like(p, 0.2))
-            elif name.endswith(("_bias", "input_hidden_states_bias")):
-                p.copy_(rand_like(p, 0.1))
+            elif name.endswith(("_bias", ".bias")):  # residual-scaling biases; linear and conv biases
+                p.copy_(rand_like(p, 0.02))
             elif name.endswith("qk_norm.temp"):
                 p.copy_(torch.rand(p.shape, generator=gen) * 1.5 + 0.5)
+            elif name.endswith("router_mlp.out_proj.weight"):
+                p.mul_(_ROUTER_GAIN)
         for name, b in model.named_buffers():
             if name.endswith("balancing_biases"):
-                b.copy_(rand_like(b, 0.05))  # skip bias near 0 instead of -1: skip gets chosen
+                b.copy_(rand_like(b, 0.01))  # skip bias near 0 instead of -1: skip gets chosen
 
 
 def build_reference(name: str, folder: str | Path, seed: int = 0, dtype: torch.dtype = torch.float32) -> Any:
