@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from collections.abc import Iterator, Sequence
 
@@ -45,6 +46,16 @@ def make_llm(folder: str, vocab: int, **kw):
                 logprobs_mode="raw_logits", max_logprobs=vocab)
     args.update(kw)
     return LLM(**args)
+
+
+def shutdown(llm) -> None:
+    """Stop an in-process engine and its (single-rank) distributed state, so the next module can start one."""
+    from vllm.distributed.parallel_state import destroy_distributed_environment, destroy_model_parallel
+
+    llm.llm_engine.engine_core.shutdown()
+    destroy_model_parallel()
+    destroy_distributed_environment()
+    gc.collect()
 
 
 def sampling(vocab: int, max_tokens: int, *, prompt_logits: bool = True):

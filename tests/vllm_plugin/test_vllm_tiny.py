@@ -18,7 +18,6 @@ version that produced the token.
 from __future__ import annotations
 
 import asyncio
-import gc
 
 import numpy as np
 import pytest
@@ -31,6 +30,7 @@ from tests.vllm_plugin.helpers import (
     random_prompts,
     reference_logits,
     sampling,
+    shutdown,
 )
 
 pytest.importorskip("vllm")
@@ -52,15 +52,6 @@ def tiny(tmp_path_factory):
                        num_gpu_blocks_override=8, enable_prefix_caching=True)
         yield llm, model, vocab, folder
         shutdown(llm)
-
-
-def shutdown(llm) -> None:
-    from vllm.distributed.parallel_state import destroy_distributed_environment, destroy_model_parallel
-
-    llm.llm_engine.engine_core.shutdown()
-    destroy_model_parallel()
-    destroy_distributed_environment()
-    gc.collect()
 
 
 def _scheduler(llm):
