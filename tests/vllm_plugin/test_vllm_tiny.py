@@ -66,8 +66,13 @@ def test_architecture_resolves_to_the_plugin(tiny):
     llm, *_ = tiny
     from zaya_rl.vllm_plugin.model import ZayaForCausalLM
 
-    assert type(_model(llm)) is ZayaForCausalLM
-    assert llm.llm_engine.vllm_config.cache_config.mamba_cache_mode == "align"
+    model = _model(llm)
+    config = llm.llm_engine.vllm_config
+    assert type(model) is ZayaForCausalLM
+    assert config.cache_config.mamba_cache_mode == "align"
+    # the state vLLM sized the cache with (from the config) is the state each CCA layer declares
+    for layer in model.model.layers:
+        assert tuple(layer.self_attn.qkv_proj.get_state_shape()) == ZayaForCausalLM.get_mamba_state_shape_from_config(config)
 
 
 def test_chunked_batched_preempted_requests_match_transformers(tiny, monkeypatch):
@@ -144,19 +149,24 @@ def test_routed_experts_capture_records_skip_before_rewrite(tiny):
 
 def _versions_match(model_by_version, res, tol):
     """Each token's raw logit (vLLM's "log-prob" in raw-logits mode) against transformers with the weights
-    of the version that produced it."""
+    of the version it is tagged with. The first token of each new version may still come from the previous
+    weights: the adapter tags a token when its request takes it from the step's output queue, and an update
+    can run in between (exact booking at step time is the rollout engine's business, not the plugin's)."""
     ids = res.prompt_ids + res.token_ids
     refs = {v: reference_logits(m, ids) for v, m in model_by_version.items()}
     p = len(res.prompt_ids)
     for j, (tok, got, ver) in enumerate(zip(res.token_ids, res.logprobs, res.versions, strict=True)):
-        assert abs(got - refs[ver][p - 1 + j, tok].item()) <= tol, (j, ver)
+        allowed = {ver} | ({res.versions[j - 1]} if j and res.versions[j - 1] != ver else set())
+        errors = {v: abs(got - refs[v][p - 1 + j, tok].item()) for v in allowed}
+        assert min(errors.values()) <= tol, (j, ver, errors)
 
 
 def test_inflight_updates_take_effect_mid_generation(tiny, tmp_path):
     """Two updates while 2 requests run, through ``VLLMEngine`` (pause "keep", load, resume; running requests
     recomputed with the new weights, ``clear_cache_on_update``): the trainer's ``named_parameters()`` of
     model B as a state dict after >= 8 tokens, then model A's checkpoint folder through the file transport
-    after >= 24. Every token matches transformers with the weights of the version it is tagged with."""
+    after >= 24. Every token matches transformers with the weights of the version it is tagged with
+    (``_versions_match`` says which token may lag)."""
     from zaya_rl.models.tokenizer import build_byte_tokenizer
     from zaya_rl.rollout.base import GenerationRequest, SamplingParams
     from zaya_rl.rollout.vllm_engine import VLLMEngine
@@ -174,15 +184,17 @@ def test_inflight_updates_take_effect_mid_generation(tiny, tmp_path):
                         clear_cache_on_update=True, shm_dir=str(tmp_path / "shm"))
     metas_a = tuple(tensor_meta(n, t) for n, t in model_a.state_dict().items())
 
+    async def reach(reqs, n):
+        while min(engine.tokens_generated(r.request_id) for r in reqs) < n:
+            await asyncio.sleep(0)
+
     async def run():
         reqs = [GenerationRequest(f"u{i}", p, SamplingParams(max_new_tokens=40, temperature=1.0))
                 for i, p in enumerate(random_prompts([6, 31], seed=5))]
         tasks = [asyncio.create_task(engine.generate(r)) for r in reqs]
-        while min(engine.tokens_generated(r.request_id) for r in reqs) < 8:
-            await asyncio.sleep(0)
+        await reach(reqs, 8)
         await engine.update_weights(dict(model_b.named_parameters()), version=1)
-        while min(engine.tokens_generated(r.request_id) for r in reqs) < 24:
-            await asyncio.sleep(0)
+        await reach(reqs, 24)
         await engine.apply_update(WeightUpdate(2, "file", metas_a, str(folder_a)))
         return await asyncio.gather(*tasks)
 

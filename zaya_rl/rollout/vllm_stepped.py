@@ -126,10 +126,6 @@ class SteppedLLM:
             raise ValueError(f"SteppedLLM supports pause mode 'keep' only, got {mode!r}")
         self._paused = True
         self._resumed = asyncio.Event()  # fresh: an Event binds to the loop that first waits on it
-        # Outputs of the last step may still sit in the queues: let their consumers take them before
-        # returning, so the caller's version change cannot tag tokens computed with the old weights.
-        while any(not q.empty() for q in self._queues.values()):
-            await asyncio.sleep(0)
         if clear_cache:
             # Running requests are recomputed with the new weights on resume (vLLM's keep + clear_cache).
             self.engine.reset_prefix_cache(reset_running_requests=True)

