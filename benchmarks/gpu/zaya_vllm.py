@@ -13,12 +13,14 @@ skipped once the time box is nearly spent:
    chunk) and 64 decode steps against transformers' one-shot forward on the same device (TF32 off).
 2. ``vllm_tok_s``: ``--prompts`` prompts x ``--max-new`` tokens (T = 1, no stop) through ``VLLMEngine``
    (the production adapter, in-process "stepped" frontend) built by ``zaya_rl.rollout.vllm_build`` from a
-   bfloat16 checkpoint with routed experts on (hence prefix caching on); second call timed after a first.
+   bfloat16 checkpoint with routed experts on (hence prefix caching on); best of ``--repeats`` calls after
+   a first (warm-up) call.
    CUDA graphs on (``enforce_eager: false``), falling back to eager if that fails (``vllm_mode`` says which).
 3. ``replay_gap``: |log p_trainer - log p_vLLM| over those rollouts, trainer = transformers bf16 with the
    same weights, router replay on (vLLM's routes) and off; plus the native-vs-replayed disagreement.
-4. ``torch_engine_tok_s`` and ``generate_tok_s``: ``TorchEngine`` (routing recorded) and transformers
-   ``generate`` (left padding, ``min_new_tokens``) on the same model, prompts and budget.
+4. ``torch_engine_tok_s`` and ``generate_tok_s``: ``TorchEngine`` (routing recorded; best of ``--repeats``)
+   and transformers ``generate`` (left padding, ``min_new_tokens``; one call after a warm-up) on the same
+   model, prompts and budget.
 
 Output: ``{"device", "vllm", "configs": {name: {"vllm_tok_s", "torch_engine_tok_s", "generate_tok_s",
 "max_abs_logit_diff_fp32", ...}}, "replay_gap": {"on", "off"}, ...}`` (the replay gap of ``tiny``).
@@ -170,9 +172,10 @@ def _tok_s(engine, prompts, max_new, tag) -> tuple[float, list[Any]]:
     return sum(len(r.token_ids) for r in res) / (time.perf_counter() - t0), res
 
 
-def vllm_speed(folder: Path, device: str, prompts, max_new: int, eager: bool, mem: float,
-               dtype: str = "bfloat16") -> tuple[dict[str, Any], list[Any]]:
-    """``VLLMEngine`` built by ``vllm_build`` (routed experts on): tokens/s of a first and a second call."""
+def vllm_speed(folder: Path, device: str, prompts, max_new: int, eager: bool, mem: float, dtype: str,
+               repeats: int) -> tuple[dict[str, Any], list[Any]]:
+    """``VLLMEngine`` built by ``vllm_build`` (routed experts on, GPU): tokens/s of a first call, then the
+    best of ``repeats`` calls."""
     from zaya_rl.config import config_from_dict
     from zaya_rl.rollout.vllm_build import build
 
@@ -187,18 +190,21 @@ def vllm_speed(folder: Path, device: str, prompts, max_new: int, eager: bool, me
     engine, _ = build(cfg)
     try:
         first, _ = _tok_s(engine, prompts, max_new, "w")
-        second, res = _tok_s(engine, prompts, max_new, "t")
+        runs = [_tok_s(engine, prompts, max_new, f"t{k}_") for k in range(repeats)]
     finally:
         _free(engine.llm)
-    return {"vllm_tok_s_first": first, "vllm_tok_s": second, "vllm_mode": "eager" if eager else "cuda_graphs"}, res
+    best, res = max(runs, key=lambda r: r[0])
+    return {"vllm_tok_s_first": first, "vllm_tok_s": best, "vllm_tok_s_runs": [r[0] for r in runs],
+            "vllm_mode": "eager" if eager else "cuda_graphs"}, res
 
 
-def torch_engine_speed(model, tok, prompts, max_new: int) -> float:
+def torch_engine_speed(model, tok, prompts, max_new: int, repeats: int) -> float:
+    """``TorchEngine`` (routing recorded): best tokens/s of ``repeats`` calls after a warm-up."""
     from zaya_rl.rollout.torch_engine import TorchEngine
 
     engine = TorchEngine(model, tok, max_batch_size=len(prompts), record_routing=True)
-    _tok_s(engine, prompts[:4], 4, "w")  # warm-up
-    return _tok_s(engine, prompts, max_new, "t")[0]
+    _tok_s(engine, prompts[:4], 4, "w")
+    return max(_tok_s(engine, prompts, max_new, f"t{k}_")[0] for k in range(repeats))
 
 
 def generate_speed(model, tok, prompts, max_new: int) -> float:
@@ -229,7 +235,7 @@ def measure_config(box: Box, name: str, args, out: dict[str, Any]) -> None:
     results = None
     for eager in ([False, True] if args.device == "cuda" else [True]):
         got = box.run(res, f"vllm_{'eager' if eager else 'graphs'}", 60, vllm_speed, folder_used, args.device,
-                      prompts, args.max_new, eager, args.mem, dtype)
+                      prompts, args.max_new, eager, args.mem, dtype, args.repeats)
         if got is not None:
             res.update(got[0])
             results = got[1]
@@ -239,7 +245,8 @@ def measure_config(box: Box, name: str, args, out: dict[str, Any]) -> None:
         if gaps:
             res["replay_gap"] = {"on": gaps.get(f"{name}/replay_on/mean_abs"),
                                  "off": gaps.get(f"{name}/replay_off/mean_abs")}
-    res["torch_engine_tok_s"] = box.run(res, "torch_engine", 30, torch_engine_speed, model, tok, prompts, args.max_new)
+    res["torch_engine_tok_s"] = box.run(res, "torch_engine", 30, torch_engine_speed, model, tok, prompts, args.max_new,
+                                        args.repeats)
     res["generate_tok_s"] = box.run(res, "generate", 20, generate_speed, model, tok, prompts, args.max_new)
     if res.get("vllm_tok_s") and res.get("torch_engine_tok_s"):
         res["vllm_over_torch_engine"] = res["vllm_tok_s"] / res["torch_engine_tok_s"]
@@ -272,10 +279,12 @@ def cpu_default(box: Box, args, out: dict[str, Any]) -> None:
         os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "0" if threads == 1 else "0-1"
         r: dict[str, Any] = {}
         out[f"threads_{threads}"] = r
-        got = box.run(r, "vllm", 60, vllm_speed, folder, "cpu", prompts, args.max_new, True, args.mem, "float32")
+        got = box.run(r, "vllm", 60, vllm_speed, folder, "cpu", prompts, args.max_new, True, args.mem, "float32",
+                      args.repeats)
         if got is not None:
             r.update(got[0])
-        r["torch_engine_tok_s"] = box.run(r, "torch_engine", 30, torch_engine_speed, model, tok, prompts, args.max_new)
+        r["torch_engine_tok_s"] = box.run(r, "torch_engine", 30, torch_engine_speed, model, tok, prompts, args.max_new,
+                                          args.repeats)
         if r.get("vllm_tok_s") and r.get("torch_engine_tok_s"):
             r["vllm_over_torch_engine"] = r["vllm_tok_s"] / r["torch_engine_tok_s"]
 
@@ -287,9 +296,10 @@ def main() -> None:
     ap.add_argument("--cpu-default", action="store_true", help="CPU: embedded default model, vLLM vs torch engine")
     ap.add_argument("--time-box", type=float, default=240.0, help="seconds for everything (watchdog exits after)")
     ap.add_argument("--prompts", type=int, default=64)
-    ap.add_argument("--max-new", type=int, default=128)
+    ap.add_argument("--max-new", type=int, default=64)
     ap.add_argument("--decode", type=int, default=64, help="decode steps of the exactness check")
     ap.add_argument("--configs", default="tiny,deep")
+    ap.add_argument("--repeats", type=int, default=2, help="timed calls per engine after a warm-up (best kept)")
     args = ap.parse_args()
     import torch
 
@@ -304,6 +314,7 @@ def main() -> None:
         args.prompts, args.max_new, args.decode = min(args.prompts, 8), min(args.max_new, 8), min(args.decode, 8)
     if args.cpu_default:
         args.prompts, args.max_new = 128, 12  # configs/tiny_cpu.yaml: max_batch_size 128, max_new_tokens 12
+        args.repeats = max(args.repeats, 5)
     torch.backends.cuda.matmul.allow_tf32 = False  # the fp32 exactness check compares true fp32
     torch.backends.cudnn.allow_tf32 = False
     out: dict[str, Any] = {"configs": {}}
