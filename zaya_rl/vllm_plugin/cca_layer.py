@@ -123,7 +123,7 @@ class ZayaCCAProjection(MambaBase, nn.Module):
             prefix=f"{prefix}.proj",
         )
         p = self.proj
-        self.q_size, self.kv_size, self.head_dim = p.num_heads * hd, p.num_kv_heads * hd, hd
+        self.q_size, self.kv_size = p.num_heads * hd, p.num_kv_heads * hd
         self.num_heads, self.num_kv_heads = p.num_heads, p.num_kv_heads
         kv_rank = get_tensor_model_parallel_rank() // p.num_kv_head_replicas
         q0, k0 = get_tensor_model_parallel_rank() * self.q_size, n_q * hd + kv_rank * self.kv_size
