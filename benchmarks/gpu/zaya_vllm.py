@@ -43,8 +43,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+_HERE = Path(__file__).resolve()
+sys.path[:0] = [str(_HERE.parent), str(_HERE.parents[1]), str(_HERE.parents[2])]  # common, rollout_engine, zaya_rl
 
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 for _k, _v in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1",
@@ -289,6 +289,22 @@ def cpu_default(box: Box, args, out: dict[str, Any]) -> None:
             r["vllm_over_torch_engine"] = r["vllm_tok_s"] / r["torch_engine_tok_s"]
 
 
+def _ensure_entry_point() -> str:
+    """The plugin's entry point must be visible to vLLM; where zaya-rl is not installed (the lent GPU
+    machine), write it with ``entry_points_shim`` and put it on the path of this and child processes."""
+    from importlib.metadata import entry_points
+
+    if "zaya_rl.vllm_plugin:register" in [e.value for e in entry_points(group="vllm.general_plugins")]:
+        return "installed"
+    from entry_points_shim import main as write_entry_points
+
+    folder = WORK / "entry_points"
+    write_entry_points(str(folder))
+    sys.path.insert(0, str(folder))
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(folder), os.environ.get("PYTHONPATH")) if p)
+    return f"shim {folder}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(Path(os.environ.get("OUT", "/tmp/zaya_gpu_out")) / "zaya_vllm_gpu.json"))
@@ -329,6 +345,7 @@ def main() -> None:
     out["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() and not cpu else "cpu"
     out["mode"] = "cpu_default" if args.cpu_default else ("dry_run" if args.dry_run else "gpu")
     WORK.mkdir(parents=True, exist_ok=True)
+    out["entry_point"] = _ensure_entry_point()
     if args.cpu_default:
         cpu_default(box, args, out)
     else:
