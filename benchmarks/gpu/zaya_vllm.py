@@ -10,7 +10,9 @@ scaled down), in order of importance, each part in its own try/except (the JSON 
 skipped once the time box is nearly spent:
 
 1. ``max_abs_logit_diff_fp32``: float32 eager engine, raw logits of 4 prompts (one longer than the prefill
-   chunk) and 64 decode steps against transformers' one-shot forward on the same device (TF32 off).
+   chunk) and 64 decode steps against transformers' one-shot forward on the same device (TF32 off); on the
+   GPU also ``routes_equal_frac``: vLLM's returned routed experts against ``router_replay``'s recording of
+   transformers on the same tokens (skip = E on both), and how many skips were returned.
 2. ``vllm_tok_s``: ``--prompts`` prompts x ``--max-new`` tokens (T = 1, no stop) through ``VLLMEngine``
    (the production adapter, in-process "stepped" frontend) built by ``zaya_rl.rollout.vllm_build`` from a
    bfloat16 checkpoint with routed experts on (hence prefix caching on); best of ``--repeats`` calls after
@@ -122,27 +124,42 @@ def exactness(name: str, device: str, decode: int, mem: float) -> dict[str, Any]
     folder = WORK / f"zaya_{name}_fp32"
     model = build_reference(name, folder, seed=0).to(device)
     vocab = model.config.vocab_size
+    routes = device == "cuda"  # vLLM returns routed experts from its GPU model runner only
     llm = LLM(model=str(folder), dtype="float32", enforce_eager=True, max_model_len=512, seed=0,
               logprobs_mode="raw_logits", max_logprobs=vocab, max_num_batched_tokens=128, max_num_seqs=4,
-              gpu_memory_utilization=mem)
+              gpu_memory_utilization=mem, enable_return_routed_experts=routes, enable_prefix_caching=True)
     g = torch.Generator().manual_seed(1)
     prompts = [torch.randint(3, 250, (n,), generator=g).tolist() for n in (5, 40, 200, 1)]
     sp = SamplingParams(max_tokens=decode, temperature=1.0, ignore_eos=True, logprobs=vocab, prompt_logprobs=vocab,
                         detokenize=False)
     outs = llm.generate([{"prompt_token_ids": p} for p in prompts], sp, use_tqdm=False)
+    from zaya_rl.models.router_replay import record_routing
+
     worst = {"prefill": 0.0, "decode": 0.0}
+    same = total = skips = 0
     with torch.no_grad():
         for p, o in zip(prompts, outs, strict=True):
             gen = list(o.outputs[0].token_ids)
-            ref = model(torch.tensor([p + gen], device=device)).logits[0].float().cpu()
+            with record_routing(model) as rec:
+                ref = model(torch.tensor([p + gen], device=device)).logits[0].float().cpu()
+            got = getattr(o.outputs[0], "routed_experts", None)
+            if routes and got is not None:  # rows: positions of prompt + gen[:-1]; layers; top-1
+                want = rec.indices[0, : len(p) + len(gen) - 1].cpu().numpy()
+                n = min(len(got), len(want))
+                same += int((got[:n].astype("int64") == want[:n]).sum())
+                total += want.size
+                skips += int((got[:n] == model.config.num_experts).sum())
             dec = torch.tensor([[e[j].logprob for j in range(vocab)] for e in o.outputs[0].logprobs])
             worst["decode"] = max(worst["decode"], (dec - ref[len(p) - 1 : len(p) - 1 + len(gen)]).abs().max().item())
             if len(p) > 1:
                 pre = torch.tensor([[e[j].logprob for j in range(vocab)] for e in o.prompt_logprobs[1:]])
                 worst["prefill"] = max(worst["prefill"], (pre - ref[: len(p) - 1]).abs().max().item())
     _free(llm)
-    return {"max_abs_logit_diff_fp32": max(worst.values()), **{f"max_abs_{k}": v for k, v in worst.items()},
-            "decode_steps": decode, "prompt_lengths": [len(p) for p in prompts]}
+    out = {"max_abs_logit_diff_fp32": max(worst.values()), **{f"max_abs_{k}": v for k, v in worst.items()},
+           "decode_steps": decode, "prompt_lengths": [len(p) for p in prompts]}
+    if routes:  # vLLM's returned routes vs router_replay's recording of transformers (skip = E on both)
+        out.update(routes_equal_frac=same / max(total, 1), routes_compared=total, routes_skips=skips)
+    return out
 
 
 def _bf16_checkpoint(name: str) -> tuple[Any, Any, Path]:
