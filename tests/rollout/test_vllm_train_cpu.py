@@ -29,6 +29,7 @@ def test_zaya_rl_train_with_the_vllm_engine_balances_its_books(tmp_path):
     run_dir = tmp_path / "run"
     cmd = [sys.executable, "-m", "zaya_rl.cli", "train", str(ROOT / "configs" / "tiny_cpu.yaml"),
            f"run_dir={run_dir}", "rollout.engine=vllm", "model.preset=tiny-qwen3moe", "rollout.record_routing=false",
+           "algorithm.router_replay=false",
            "rollout.max_batch_size=32", "rollout.vllm.max_model_len=256", "rollout.vllm.kv_cache_gb=0.25",
            "rollout.sampling.max_new_tokens=8", f"algorithm.group_size={GROUP_SIZE}",
            f"pipeline.groups_per_step={GROUPS}", f"pipeline.total_steps={STEPS}", "sft.enabled=false",

@@ -29,7 +29,8 @@ def test_moe_counts_the_experts_a_token_runs():
     embed = qwen.get_input_embeddings().weight.numel()
     counts = flop_counts(qwen)
     assert counts.n_body == total - head - embed - experts * (1 - 2 / 8)
-    assert (counts.n_head, counts.n_layers, counts.d_attn) == (head, 2, 4 * 16)
+    d_attn = qwen.config.num_attention_heads * qwen.config.head_dim  # 4 heads of the presets' HEAD_DIM
+    assert (counts.n_head, counts.n_layers, counts.d_attn) == (head, 2, d_attn)
 
 
 def test_step_flops_formula():

@@ -4,8 +4,8 @@
   exactly as the trainer builds it (same ``init_seed``, so both start from identical weights) and saved
   once to ``<run_dir>/vllm_model/<preset>-seed<k>-<dtype>``.
 - **Support check.** ``check_vllm_supports`` fails with a clear message, naming the fix, when vLLM has no
-  implementation of the architecture. Mainline vLLM (0.24–0.33) has no ZAYA: see
-  ``docs/zaya_vllm_plugin.md``; ZAYA runs on ``rollout.engine: torch``, on GPUs too. The driver calls it
+  implementation of the architecture. Mainline vLLM (0.24–0.33) has no ZAYA; this package's plugin
+  (``zaya_rl.vllm_plugin``, ``docs/zaya_vllm_plugin.md``) registers it when installed. The driver calls it
   before any actor starts (``pipeline.actors.create_actors``).
 - **Engine arguments.** ``logprobs_mode="processed_logprobs"`` always (behaviour log-probs at the sampling
   temperature, as the trainer computes them); routed experts on for MoE models when
@@ -31,9 +31,10 @@ from zaya_rl.rollout.vllm_frontend import FRONTENDS, resolve_frontend
 from zaya_rl.rollout.vllm_versions import BOOKS
 
 ZAYA_MESSAGE = (
-    "rollout.engine=vllm: vLLM has no implementation of {arch} (mainline vLLM does not ship ZAYA; "
-    "vllm-project/vllm#42286). Run ZAYA with rollout.engine=torch (it runs on GPUs too), or install an "
-    "out-of-tree ZAYA model plugin (docs/zaya_vllm_plugin.md)."
+    "rollout.engine=vllm: vLLM has no implementation of {arch} (mainline vLLM does not ship ZAYA). zaya_rl's "
+    "ZAYA plugin (zaya_rl.vllm_plugin) registers it through the 'vllm.general_plugins' entry point, which "
+    "this environment lacks: install zaya-rl (pip install -e .), or run ZAYA with rollout.engine=torch "
+    "(docs/zaya_vllm_plugin.md)."
 )
 
 

@@ -54,7 +54,7 @@ def startup_rpcs() -> list[Any]:
 def repack_moe_on_reload(worker: Any) -> int:
     """vLLM worker RPC: make weight reloads of CPU fused-MoE layers prepack their new weights (see above).
 
-    Returns the number of MoE layers patched.
+    Returns the number of MoE layers patched (layers the ZAYA plugin patched when it built them are skipped).
     """
     from vllm.model_executor.layers.fused_moe.experts.cpu_moe import CPUUnquantizedExperts
 
@@ -62,16 +62,27 @@ def repack_moe_on_reload(worker: Any) -> int:
     for module in worker.model_runner.model.modules():
         method = getattr(module, "quant_method", None)
         kernel = getattr(method, "moe_kernel", None)
-        experts = getattr(kernel, "fused_experts", None)
-        if not isinstance(experts, CPUUnquantizedExperts) or getattr(method, "_zaya_repack", False):
-            continue
-        process = method.process_weights_after_loading
-
-        def process_and_prepack(layer: Any, process: Any = process, experts: Any = experts) -> None:
-            process(layer)  # the reload's kernel setup, which skips the prepack on updates
-            experts.process_weights_after_loading(layer)  # pad + VNNI-prepack the fresh weights
-
-        method.process_weights_after_loading = process_and_prepack
-        method._zaya_repack = True
-        patched += 1
+        if isinstance(getattr(kernel, "fused_experts", None), CPUUnquantizedExperts):
+            patched += prepack_on_reload(method)
     return patched
+
+
+def prepack_on_reload(method: Any) -> bool:
+    """Make one fused-MoE ``quant_method`` prepack its new expert weights on every reload (see above).
+
+    A reload is a call made once the method has its kernel (``moe_kernel``); the first load prepacks on its
+    own. Returns False if the method was patched already (``_zaya_repack``).
+    """
+    if getattr(method, "_zaya_repack", False):
+        return False
+    original = method.process_weights_after_loading
+
+    def process_and_prepack(layer: Any) -> None:
+        is_update = method.moe_kernel is not None
+        original(layer)  # on an update: the kernel setup, which skips the prepack
+        if is_update:
+            method.moe_kernel.fused_experts.process_weights_after_loading(layer)  # pad + VNNI-prepack
+
+    method.process_weights_after_loading = process_and_prepack
+    method._zaya_repack = True
+    return True
