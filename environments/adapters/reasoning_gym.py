@@ -32,6 +32,8 @@ research/environments.md §2.2.
   vllm_cpu_probe.md §5): the question plus ``NUMBER_INSTRUCTION``, and the answer is
   ``environments.extract.final_number`` (boxed, tags, "#### 8", "The answer is 8", or the result of a
   final equation; never a number the response does not mark as its answer).
+* **Held-out split** (``holdout``, default 0): the fraction of the problem space reserved for evaluation
+  seeds (``environments.holdout``), for small spaces such as one-digit ``basic_arithmetic``.
 * **Verification.** The extracted answer goes to the task's ``score_answer(answer, entry)`` in [0, 1] is the reward (``reward="binary"`` uses
   accuracy instead); accuracy = score >= 1. Scoring runs in the same isolation (unseeded). A
   ``score_answer`` that raises on a malformed answer (``prime_factorization`` on non-integers) scores 0,
@@ -56,6 +58,7 @@ from environments import codec
 from environments.base import Environment, Problem, Score
 from environments.extract import final_number, last_answer_tag, last_boxed
 from environments.global_state import isolated_global_state
+from environments.holdout import check_fraction, generate_on_side
 from environments.registry import EnvironmentUnavailable
 
 INSTALL_HINT = "pip install reasoning-gym"
@@ -81,6 +84,7 @@ class ReasoningGymEnvironment(Environment):
     Args:
         reward: ``score`` (reasoning-gym's graded score in [0, 1], default) or ``binary`` (accuracy).
         answer_format: ``tags`` (default) or ``number`` (module docstring: prompt and extraction).
+        holdout: fraction of the problem space reserved for held-out seeds (``environments.holdout``).
         max_generation_attempts: seeds tried before generation gives up.
         **config: overrides of the task's config fields (applied after the curriculum's values).
     """
@@ -94,6 +98,7 @@ class ReasoningGymEnvironment(Environment):
         self,
         reward: Literal["score", "binary"] = "score",
         answer_format: Literal["tags", "number"] = "tags",
+        holdout: float = 0.0,
         max_generation_attempts: int = 5,
         **config: Any,
     ) -> None:
@@ -110,7 +115,7 @@ class ReasoningGymEnvironment(Environment):
         if unknown:
             raise ValueError(f"{self.name}: unknown config fields {sorted(unknown)}")
         self.reward, self.max_generation_attempts, self.overrides = reward, max_generation_attempts, config
-        self.answer_format = answer_format
+        self.answer_format, self.holdout = answer_format, check_fraction(self.name, holdout)
         self._scorers: dict[int, Any] = {}
 
     def config(self, seed: int, difficulty: int) -> Any:
@@ -130,6 +135,9 @@ class ReasoningGymEnvironment(Environment):
 
     def generate(self, seed: int, difficulty: int) -> Problem:
         d = self.check_difficulty(difficulty)
+        return generate_on_side(lambda s: self._generate(s, d), seed, self.holdout)
+
+    def _generate(self, seed: int, d: int) -> Problem:
         errors = []
         for attempt in range(self.max_generation_attempts):
             rg_seed = (seed + attempt * _RETRY_STRIDE) % 2**32
