@@ -11,7 +11,9 @@ environment's own verifier. Reported per environment and temperature: accuracy w
 the fraction whose answer could be extracted (``format_ok``), mean completion tokens, the fraction that hit
 the budget, and the canary flag rate of the config's settings (per-environment overrides applied), measured
 on the finished text (``zaya_rl.canary``). ``--samples`` keeps every completion (JSON lines) so extraction
-and canary settings can be checked against real outputs (tests/environments/test_real_outputs.py).
+and canary settings can be checked against real outputs (tests/environments/test_real_outputs.py);
+``--rescore SAMPLES`` scores such a file again with the current verifiers and canary settings (no generation),
+e.g. after a change to the answer extraction.
 
 Why a script and not ``zaya-rl eval``: it also measures sampled accuracy, formats, lengths and the canary,
 and needs no Ray.
@@ -110,6 +112,18 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def score_rows(cfg: Any, envs: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Verify every row's text again (current extraction) and summarise per temperature and environment."""
+    by_t: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for row in rows:
+        problem = envs[row["env"]].generate(row["seed"], row["difficulty"])
+        score = envs[row["env"]].verify(problem, row["text"])
+        row |= {"extracted": score.extracted, "accuracy": score.accuracy, "format_ok": score.format_ok,
+                "status": score.status, "canary": canary_flags(cfg, row["env"], row["text"])}
+        by_t.setdefault(f"T={row['temperature']:g}", {name: [] for name in envs})[row["env"]].append(row)
+    return {t: {name: summarize(r) for name, r in per_env.items()} for t, per_env in by_t.items()}
+
+
 def evaluate(cfg: Any, n: int, temperatures: list[float], samples: Path | None) -> dict[str, Any]:
     """Accuracy table {temperature: {env: stats}} plus the settings it was measured with."""
     from environments.registry import get_environment
@@ -156,11 +170,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--temperatures", type=float, nargs="+", default=[0.0, 1.0], help="0 = greedy")
     ap.add_argument("--out", required=True, help="result JSON")
     ap.add_argument("--samples", default=None, help="JSON lines of every completion (optional)")
+    ap.add_argument("--rescore", default=None, help="score this samples file again instead of generating")
     args = ap.parse_args(argv)
     from zaya_rl.curriculum.layers import load_layered
 
     cfg = load_layered([args.config, *args.overrides])
     t0 = time.perf_counter()
+    if args.rescore:
+        result = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
+        from environments.registry import get_environment
+
+        envs = {e.name: get_environment(e.name, **e.kwargs) for e in cfg.data.environments}
+        rows = [json.loads(line) for line in Path(args.rescore).read_text().splitlines() if line.strip()]
+        table = score_rows(cfg, envs, rows)
+        for t, per_env in table.items():  # generation throughput stays as measured
+            per_env["_throughput"] = result.get("results", {}).get(t, {}).get("_throughput")
+        result |= {"results": table, "rescored_from": args.rescore, "canary": cfg.canary.model_dump()}
+        Path(args.rescore).write_text("".join(json.dumps(r) + "\n" for r in rows))
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(table, indent=1), flush=True)
+        return 0
     result = evaluate(cfg, args.n, args.temperatures, Path(args.samples) if args.samples else None)
     result["wall_seconds"] = round(time.perf_counter() - t0, 1)
     result["command"] = " ".join(["python", "benchmarks/real_model_eval.py", *(argv or sys.argv[1:])])

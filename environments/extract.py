@@ -31,16 +31,22 @@ _NUMBER = re.compile(r"(?<![\w.])[-−]?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d,])|(?
 #: Not one number: a fraction, a ratio, or an expression left unevaluated ("3/4", "\\frac{1}{2}", "4:1", "18 - 5").
 _NOT_ONE_NUMBER = re.compile(r"\\d?frac|\d\s*[/:]\s*\d|\d\s*(?:[+*×÷x]|\s-)\s*[-(]?\s*\d")
 #: Where a stated value follows: the last of these in a fragment or line.
-_RESULT_OF = re.compile(r"=|\bequals\b|\bis equal to\b|\bis\b|\bare\b|\bwas\b")
+_RESULT_OF = re.compile(
+    r"=|\bequals\b|\bis equal to\b|\bis\b|\bare\b|\bwas\b|\bresults? in\b|\bgives(?: us)?\b|\bgets?\b"
+)
 #: End of the sentence holding the answer (a period followed by a space or the end; "2.5" does not end it).
 _SENTENCE_END = re.compile(r"\.(?:\s|$)|\n")
 #: GSM8K's final-answer line, "#### 8".
 _HASHES = re.compile(r"^[ \t]*####[ \t]*(.+?)[ \t]*$", re.MULTILINE)
-#: "The answer is 8", "final answer: 8", "The answer to this problem is 8", "The result is 8": the
-#: fragment after the verb, to the end of its line.
+#: "The answer is 8", "final answer: 8", "The answer to this problem is 8", "The result is 8": the fragment
+#: after the verb, to the end of its line. The value must start right after the verb (a digit, sign, currency
+#: or bracket), so "The reason for the answer is that 10 minutes is ..." is not an answer phrase.
 _ANSWER_PHRASE = re.compile(
-    r"\b(?:answer|result)\b[^\n=.:]{0,60}?(?:\bis\b|\bwas\b|\bequals\b|:|=)\s*:?\s*(.+)", re.IGNORECASE
+    r"\b(?:answer|result)\b[^\n=.:\d]{0,60}?(?:\bis\b|\bwas\b|\bequals\b|:|=)\s*:?\s*([-−+$€£(\\]{0,2}\s*\d.*)",
+    re.IGNORECASE,
 )
+#: Inside a marked fragment, what introduces the value of a written-out equation.
+_EQUALS = re.compile(r"=|\bequals\b|\bis equal to\b")
 
 
 def last_boxed(text: str) -> str | None:
@@ -105,13 +111,13 @@ def number_in(fragment: str) -> str | None:
     """The answer number inside a marked fragment, canonical (``normalize_integer``), or None.
 
     The fragment is what a marker enclosed ("8 apples.", "$1,200", "5 + 3 = 8"), read up to the end of its
-    first sentence. The value is the first number after the last ``=``/"equals"/"is" in it (the result of a
+    first sentence. The value is the first number after the last ``=``/"equals" in it (the result of a
     written-out equation), else its first number. A fraction, ratio or unevaluated expression ("3/4",
     "\\frac{1}{2}", "4:1", "-(4 * -6)") is not one number: None, so a part of it is never read as the answer.
     """
     fragment = fragment.replace("\\$", "").replace("$", "").replace("**", "")
     fragment = _SENTENCE_END.split(fragment, maxsplit=1)[0]
-    marks = list(_RESULT_OF.finditer(fragment))
+    marks = list(_EQUALS.finditer(fragment))
     tail = fragment[marks[-1].end():] if marks else fragment
     if _NOT_ONE_NUMBER.search(tail):
         return None
@@ -121,8 +127,8 @@ def number_in(fragment: str) -> str | None:
 
 def final_statement_value(text: str) -> str | None:
     """The value a response's last line concludes with ("so he has 5 + 3 = 8 apples.", "4 + 7 equals 11.",
-    "So, (1 - 1) is 0."): the one number after the line's last ``=``/"equals"/"is", when no other number
-    follows it; else None."""
+    "So, (1 - 1) is 0."): the number right after the line's last ``=``/"equals"/"is"/"results in" (a
+    currency sign may sit between), unless it starts an expression; else None."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
     if not lines:
         return None
@@ -130,10 +136,11 @@ def final_statement_value(text: str) -> str | None:
     if not marks:
         return None
     tail = lines[-1][marks[-1].end():].replace("\\$", "").replace("$", "").replace("**", "")
-    numbers = _NUMBER.findall(tail)
-    if len(numbers) != 1 or _NOT_ONE_NUMBER.search(tail):
+    tail = _SENTENCE_END.split(tail, maxsplit=1)[0]
+    found = _NUMBER.match(tail.lstrip(" €£"))
+    if found is None or _NOT_ONE_NUMBER.match(tail.lstrip(" €£(")):
         return None
-    return _canonical(numbers[0])
+    return _canonical(found.group(0))
 
 
 def final_number(text: str) -> tuple[str | None, str]:

@@ -13,17 +13,19 @@
 # (benchmarks/gpu/make_real_model_wheels.sh: reasoning-gym and its imports, math-verify), installed by lib.sh.
 # DRY_RUN=1 runs every step on CPU with the torch engine and tiny sizes (the real model, few problems/steps).
 # Knobs: TRAIN_STEPS (optimizer steps of each run), EVAL_N (held-out problems per task), RSA_N (RSA problems),
-# BUDGET (seconds for all steps, default 540), STEP_S (time box of each training run, default 215).
+# BUDGET (seconds for all steps, default 540), STEP_S (time box of each training run, default 215; DRY_RUN:
+# 3600 and 1200).
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 PY=${PYTHON:-python3}
 DRY=${DRY_RUN:-0}
+if [ "$DRY" = 1 ]; then BUDGET=${BUDGET:-3600}; STEP_S=${STEP_S:-1200}; fi   # 2 shared CPU cores are slow
 BUDGET=${BUDGET:-540}
 OUT=${OUT:-/tmp/zaya_gpu_out}
 WORK=${ZAYA_GPU_WORK:-/tmp/zaya_real}
 . benchmarks/gpu/lib.sh
-MODEL=$WORK/models/smollm2-135m-instruct
+MODEL=${MODEL_DIR:-/tmp/zaya_models/smollm2-135m-instruct}   # outside WORK: an import made by an earlier call is kept
 CFG=configs/smollm2_gpu.yaml
 STEP_S=${STEP_S:-215}
 
@@ -41,7 +43,7 @@ if [ "$DRY" = 1 ]; then
 else
   TRAIN_STEPS=${TRAIN_STEPS:-}; EVAL_N=${EVAL_N:-256}; RSA_N=${RSA_N:-64}
   OVR=""
-  RSA_ARGS="--N 8 --C 4 --tau 128 --budget 384 --rounds 1 --device cuda --dtype bfloat16 --max-batch-size 512"
+  RSA_ARGS="--N 8 --C 4 --tau 128 --budget 256 --rounds 1 --device cuda --dtype bfloat16 --max-batch-size 512"
   DEVICE="one NVIDIA GPU (see env.json)"
 fi
 COMMON="model.path=$MODEL eval.num_problems=$EVAL_N ${TRAIN_STEPS:+pipeline.total_steps=$TRAIN_STEPS} $OVR"

@@ -63,8 +63,11 @@ from environments.registry import EnvironmentUnavailable
 
 INSTALL_HINT = "pip install reasoning-gym"
 INSTRUCTION = "Give your final answer between <answer> and </answer> tags."
-#: ``answer_format="number"``: asks for the format small instruct models already use (module docstring).
-NUMBER_INSTRUCTION = "End your response with \"The answer is: X\" where X is the final number."
+#: ``answer_format="number"``: lets the model work it out in its own words, then conclude. Chosen on
+#: SmolLM2-135M-Instruct's greedy outputs (32-64 problems each): one-digit chain_sum 0.50 with it,
+#: 0.31 with the bare question (a one-line guess), 0.19 with 'End your response with "The answer is: X"'
+#: (it then skips the working and guesses); basic_arithmetic 0.19 / 0.25 / 0.09, format found 0.97 / 0.72.
+NUMBER_INSTRUCTION = "Solve it step by step, then state the final answer."
 #: answer_format -> instruction appended to the question.
 INSTRUCTIONS = {"tags": INSTRUCTION, "number": NUMBER_INSTRUCTION}
 #: Tasks not registered, with the reason.
