@@ -75,6 +75,28 @@ def test_import_is_idempotent_and_redone_for_another_dtype(tiny_gguf, tmp_path):
     assert json.loads((out / MARKER).read_text())["dtype"] == "bfloat16"
 
 
+def test_special_tokens_follow_the_gguf_ids_when_the_tokenizer_conversion_gets_them_wrong(tiny_gguf, tmp_path,
+                                                                                         monkeypatch):
+    """transformers 5.17 (the GPU image's) builds SmolLM2's tokenizer from its GGUF with eos <|im_start|> and
+    no pad, though the file says eos = pad = 2 (<|im_end|>); the import must restore the file's ids."""
+    import transformers
+
+    real = transformers.AutoTokenizer.from_pretrained
+
+    def like_5_17(*args, **kwargs):
+        tok = real(*args, **kwargs)
+        tok.eos_token, tok.pad_token = "<|im_start|>", None
+        return tok
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", like_5_17)
+    out, _ = import_gguf(tiny_gguf[0], tmp_path / "m", "float32")
+    monkeypatch.undo()
+    _, tok = load_policy(str(out), "float32")
+    assert (tok.eos_token, tok.eos_token_id, tok.pad_token_id, tok.bos_token_id) == ("<|im_end|>", 2, 2, 1)
+    gen = json.loads((out / "generation_config.json").read_text())
+    assert (gen["eos_token_id"], gen["pad_token_id"]) == (2, 2)
+
+
 def test_cli_import_with_a_gguf_path(tiny_gguf, tmp_path, capsys):
     out = tmp_path / "cli"
     argv = ["model", "import", "smollm2", "--out", str(out), "--gguf", str(tiny_gguf[0]), "--dtype", "float32"]

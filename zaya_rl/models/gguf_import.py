@@ -30,6 +30,7 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 MARKER = "zaya_import.json"
 
@@ -92,6 +93,23 @@ def is_imported(out: str | Path, gguf: Path, dtype: str) -> bool:
     return marker.is_file() and json.loads(marker.read_text()) == _source_id(gguf, dtype)
 
 
+def special_tokens_from_config(tokenizer: Any, config: Any) -> None:
+    """Set the tokenizer's bos/eos/pad to the ids the GGUF declares (``tokenizer.ggml.*_token_id``, which
+    transformers copies into the model config); pad falls back to eos.
+
+    transformers 5.17 builds SmolLM2's tokenizer from the GGUF with eos ``<|im_start|>`` (id 1) and no pad,
+    although the file says eos = pad = 2 (``<|im_end|>``; 5.19 gets it right): generation would never stop
+    at the end of the turn and the trainer could not pad. The config's ids are read correctly by both.
+    """
+    ids = {"bos_token": config.bos_token_id, "eos_token": config.eos_token_id}
+    ids["pad_token"] = getattr(config, "pad_token_id", None)
+    if ids["pad_token"] is None:
+        ids["pad_token"] = ids["eos_token"]
+    for name, token_id in ids.items():
+        if token_id is not None and getattr(tokenizer, f"{name}_id") != token_id:
+            setattr(tokenizer, name, tokenizer.convert_ids_to_tokens(int(token_id)))
+
+
 def import_gguf(gguf: str | Path, out: str | Path, dtype: str = "bfloat16") -> tuple[Path, bool]:
     """De-quantise ``gguf`` into the HF folder ``out`` (module docstring).
 
@@ -118,6 +136,7 @@ def import_gguf(gguf: str | Path, out: str | Path, dtype: str = "bfloat16") -> t
         return out, False
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=dtypes[dtype])
+    special_tokens_from_config(tokenizer, model.config)
     # The tensors are de-quantised already; only the GGUF tag stops save_pretrained (module docstring).
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
@@ -125,7 +144,7 @@ def import_gguf(gguf: str | Path, out: str | Path, dtype: str = "bfloat16") -> t
     model.config.name_or_path = out.name
     gen = model.generation_config
     gen.bos_token_id, gen.eos_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id
-    gen.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    gen.pad_token_id = tokenizer.pad_token_id
     tmp = out.with_name(f"{out.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         model.save_pretrained(tmp)
