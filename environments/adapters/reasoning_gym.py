@@ -26,12 +26,18 @@ research/environments.md §2.2.
   workers. Levels that cannot generate within the generation bound are not offered (``SLOW_FROM``:
   ``max_difficulty`` stops below them, and ``zaya-rl envs list`` notes it); ``sokoban`` is slow at every
   level and not registered.
-* **Prompt.** The question plus "Give your final answer between <answer> and </answer> tags."
-  (reasoning-gym's own system prompts ask for the same tags; we put it in the user message so no system
-  prompt is needed).
-* **Verification.** The answer is the last ``<answer>...</answer>`` content, else the last ``\\boxed{}``;
-  the task's ``score_answer(answer, entry)`` in [0, 1] is the reward (``reward="binary"`` uses
-  accuracy instead); accuracy = score >= 1. Scoring runs in the same isolation (unseeded). A
+* **Prompt and answer format** (``answer_format``). ``tags`` (default): the question plus "Give your final
+  answer between <answer> and </answer> tags." (reasoning-gym's own system prompts ask for the same tags;
+  we put it in the user message so no system prompt is needed); the answer is the last
+  ``<answer>...</answer>`` content, else the last ``\\boxed{}``. ``number``, for tasks whose answer is one
+  number and models that never write tags (SmolLM2-135M-Instruct: 0% of its answers, research/
+  vllm_cpu_probe.md §5): the question plus ``NUMBER_INSTRUCTION``, and the answer is
+  ``environments.extract.final_number`` (boxed, tags, "#### 8", "The answer is 8", or the result of a
+  final equation; never a number the response does not mark as its answer).
+* **Held-out split** (``holdout``, default 0): the fraction of the problem space reserved for evaluation
+  seeds (``environments.holdout``), for small spaces such as one-digit ``basic_arithmetic``.
+* **Verification.** The extracted answer goes to the task's ``score_answer(answer, entry)``, whose score in
+  [0, 1] is the reward (``reward="binary"`` uses accuracy instead); accuracy = score >= 1. Scoring runs in the same isolation (unseeded). A
   ``score_answer`` that raises on a malformed answer (``prime_factorization`` on non-integers) scores 0,
   with the exception as the reason. The entry is carried in the problem (typed JSON,
   ``environments.codec``), so scoring never regenerates it.
@@ -52,12 +58,20 @@ from typing import Any, ClassVar, Literal
 
 from environments import codec
 from environments.base import Environment, Problem, Score
-from environments.extract import last_answer_tag, last_boxed
+from environments.extract import final_number, last_answer_tag, last_boxed
 from environments.global_state import isolated_global_state
+from environments.holdout import check_fraction, generate_on_side
 from environments.registry import EnvironmentUnavailable
 
 INSTALL_HINT = "pip install reasoning-gym"
 INSTRUCTION = "Give your final answer between <answer> and </answer> tags."
+#: ``answer_format="number"``: lets the model work it out in its own words, then conclude. Chosen on
+#: SmolLM2-135M-Instruct's greedy outputs (32-64 problems each): one-digit chain_sum 0.50 with it,
+#: 0.31 with the bare question (a one-line guess), 0.19 with 'End your response with "The answer is: X"'
+#: (it then skips the working and guesses); basic_arithmetic 0.19 / 0.25 / 0.09, format found 0.97 / 0.72.
+NUMBER_INSTRUCTION = "Solve it step by step, then state the final answer."
+#: answer_format -> instruction appended to the question.
+INSTRUCTIONS = {"tags": INSTRUCTION, "number": NUMBER_INSTRUCTION}
 #: Tasks not registered, with the reason.
 EXCLUDED = {
     "composite": "a mixture that needs a list of datasets",
@@ -81,6 +95,8 @@ class ReasoningGymEnvironment(Environment):
 
     Args:
         reward: ``score`` (reasoning-gym's graded score in [0, 1], default) or ``binary`` (accuracy).
+        answer_format: ``tags`` (default) or ``number`` (module docstring: prompt and extraction).
+        holdout: fraction of the problem space reserved for held-out seeds (``environments.holdout``).
         max_generation_attempts: seeds tried before generation gives up.
         **config: overrides of the task's config fields (applied after the curriculum's values).
     """
@@ -91,10 +107,17 @@ class ReasoningGymEnvironment(Environment):
     task: ClassVar[str]
 
     def __init__(
-        self, reward: Literal["score", "binary"] = "score", max_generation_attempts: int = 5, **config: Any
+        self,
+        reward: Literal["score", "binary"] = "score",
+        answer_format: Literal["tags", "number"] = "tags",
+        holdout: float = 0.0,
+        max_generation_attempts: int = 5,
+        **config: Any,
     ) -> None:
         if reward not in ("score", "binary"):
             raise ValueError(f"{self.name}: reward must be 'score' or 'binary', got {reward!r}")
+        if answer_format not in INSTRUCTIONS:
+            raise ValueError(f"{self.name}: answer_format must be one of {sorted(INSTRUCTIONS)}, got {answer_format!r}")
         if max_generation_attempts < 1:
             raise ValueError(f"{self.name}: max_generation_attempts must be >= 1")
         from reasoning_gym.factory import DATASETS
@@ -104,6 +127,7 @@ class ReasoningGymEnvironment(Environment):
         if unknown:
             raise ValueError(f"{self.name}: unknown config fields {sorted(unknown)}")
         self.reward, self.max_generation_attempts, self.overrides = reward, max_generation_attempts, config
+        self.answer_format, self.holdout = answer_format, check_fraction(self.name, holdout)
         self._scorers: dict[int, Any] = {}
 
     def config(self, seed: int, difficulty: int) -> Any:
@@ -123,6 +147,9 @@ class ReasoningGymEnvironment(Environment):
 
     def generate(self, seed: int, difficulty: int) -> Problem:
         d = self.check_difficulty(difficulty)
+        return generate_on_side(lambda s: self._generate(s, d), seed, self.holdout)
+
+    def _generate(self, seed: int, d: int) -> Problem:
         errors = []
         for attempt in range(self.max_generation_attempts):
             rg_seed = (seed + attempt * _RETRY_STRIDE) % 2**32
@@ -135,7 +162,7 @@ class ReasoningGymEnvironment(Environment):
             answer = entry.get("answer")
             return Problem(
                 env=self.name, seed=seed, difficulty=d,
-                messages=[{"role": "user", "content": f"{entry['question']}\n\n{INSTRUCTION}"}],
+                messages=[{"role": "user", "content": f"{entry['question']}\n\n{INSTRUCTIONS[self.answer_format]}"}],
                 answer=None if answer is None else str(answer),
                 metadata={"rg_entry": codec.encode(entry), "rg_seed": rg_seed},
             )  # fmt: skip
@@ -144,9 +171,7 @@ class ReasoningGymEnvironment(Environment):
         )
 
     def verify(self, problem: Problem, response: str) -> Score:
-        extracted = last_answer_tag(response)
-        if extracted is None:
-            extracted = last_boxed(response)
+        extracted = self.extract(response)
         entry, reason = codec.decode(problem.metadata["rg_entry"]), ""
         try:
             with isolated_global_state():
@@ -162,6 +187,13 @@ class ReasoningGymEnvironment(Environment):
             reason=reason or f"rg_score={score:.4g}",
         )  # fmt: skip
 
+    def extract(self, response: str) -> str | None:
+        """The answer ``verify`` scores (``answer_format``: module docstring)."""
+        if self.answer_format == "number":
+            return final_number(response)[0]
+        found = last_answer_tag(response)
+        return found if found is not None else last_boxed(response)
+
     def _scorer(self, difficulty: int) -> Any:
         """A dataset at ``difficulty`` to call ``score_answer`` on (it may read its config); cached per level."""
         if difficulty not in self._scorers:
@@ -171,6 +203,8 @@ class ReasoningGymEnvironment(Environment):
     def reference_response(self, problem: Problem) -> str:
         if problem.answer is None:
             raise NotImplementedError(f"{self.name}: the task validates answers and has no reference answer")
+        if self.answer_format == "number":
+            return f"The answer is: {problem.answer}"
         return f"<answer>{problem.answer}</answer>"
 
 

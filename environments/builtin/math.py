@@ -32,6 +32,7 @@ from collections.abc import Callable
 from fractions import Fraction
 
 from environments.base import Environment, Problem, Score
+from environments.holdout import check_fraction, generate_on_side
 from rewards.math import verify_math
 
 Exact = int | Fraction
@@ -198,6 +199,8 @@ class MathEnv(Environment):
     Args:
         timeout_s: math-verify timeout (seconds, for each of parsing and comparison).
         families: restrict to these family names (default: all of ``FAMILIES``).
+        holdout: fraction of the problem space reserved for held-out seeds (``environments.holdout``;
+            level 0 has a few hundred distinct problems per family).
     """
 
     name = "math"
@@ -205,14 +208,18 @@ class MathEnv(Environment):
     min_difficulty = 0
     max_difficulty = 9
 
-    def __init__(self, timeout_s: int = 5, families: list[str] | None = None) -> None:
+    def __init__(self, timeout_s: int = 5, families: list[str] | None = None, holdout: float = 0.0) -> None:
         unknown = set(families or []) - set(FAMILIES)
         if unknown:
             raise ValueError(f"math: unknown families {sorted(unknown)}; known: {sorted(FAMILIES)}")
         self.timeout_s, self.families = timeout_s, list(families or FAMILIES)
+        self.holdout = check_fraction(self.name, holdout)
 
     def generate(self, seed: int, difficulty: int) -> Problem:
         d = self.clamp_difficulty(difficulty)
+        return generate_on_side(lambda s: self._generate(s, d), seed, self.holdout)
+
+    def _generate(self, seed: int, d: int) -> Problem:
         rng = random.Random(f"math/{seed}/{d}")
         open_families = [f for f in self.families if FAMILIES[f][0] <= d] or [min(self.families, key=lambda f: FAMILIES[f][0])]
         family = rng.choice(open_families)

@@ -9,7 +9,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM, ZayaConfig, ZayaForCausalLM  # noqa: E402
+from transformers import (  # noqa: E402
+    LlamaConfig,
+    LlamaForCausalLM,
+    Qwen3MoeConfig,
+    Qwen3MoeForCausalLM,
+    ZayaConfig,
+    ZayaForCausalLM,
+)
 
 from zaya_rl.config.schema import OptimConfig  # noqa: E402
 from zaya_rl.optim import build_optimizer, describe_partition, partition_parameters  # noqa: E402
@@ -94,6 +101,27 @@ def test_qwen3_moe_partition(qwen):
     assert where["model.layers.1.mlp.gate_proj.weight"] == "muon/matrices"  # dense MLP layer
     assert where["model.layers.0.self_attn.q_norm.weight"] == "adamw/vectors"
     _assert_exact_cover(qwen, groups)
+
+
+def test_dense_llama_partition():
+    """SmolLM2-135M's layout (a dense LlamaForCausalLM, tied head) at toy size: every projection is a Muon
+    matrix, the shared embedding/head is trained once by AdamW, RMSNorm gains are AdamW vectors."""
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=300, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+    llama = LlamaForCausalLM(cfg)
+    assert llama.lm_head.weight is llama.model.embed_tokens.weight
+    groups = partition_parameters(llama)
+    where = _where(groups)
+    assert where["model.embed_tokens.weight"] == "adamw/embeddings" and "lm_head.weight" not in where
+    for proj in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                 "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"):
+        assert where[f"model.layers.1.{proj}.weight"] == "muon/matrices", proj
+    assert where["model.layers.0.input_layernorm.weight"] == "adamw/vectors"
+    assert where["model.norm.weight"] == "adamw/vectors"
+    assert [g.name for g in groups] == ["muon/matrices", "adamw/embeddings", "adamw/vectors"]
+    assert sum(g.numel for g in groups) == sum(p.numel() for p in llama.parameters())  # tied counted once
+    _assert_exact_cover(llama, groups)
 
 
 def test_options_and_frozen_parameters(qwen):

