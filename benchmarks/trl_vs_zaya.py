@@ -453,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-base-eval", action="store_true", help="skip the start model's evaluation")
     p.add_argument("--trl-advantage", choices=("config", "dr_grpo"), default="config")
     p.add_argument("--trl-threads", type=int, default=None,
-                   help="torch threads of the TRL process on a CPU (default: ray.num_cpus, the CPUs zaya gets)")
+                   help="torch threads of the TRL process on a CPU (default: trainer.torch_threads, as our trainer)")
     p.add_argument("--order", choices=("trl-first", "zaya-first"), default="trl-first")
     p.add_argument("--work", default=None, help="scratch folder (default: a new one under /tmp)")
     p.add_argument("--out", default=None, help="write the result JSON here")
@@ -487,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             t = time.time()
             res_path = work / "trl_result.json"
-            threads = args.trl_threads or cfg.ray.num_cpus or os.cpu_count() or 1
+            threads = args.trl_threads or cfg.trainer.torch_threads
             rc, killed = _sub(py, ["_trl", str(cfg_path), str(work / "trl"), str(t + box), args.trl_advantage,
                                    str(threads), str(res_path)], box + 120, work / "trl.log", env)
             if not res_path.exists():
