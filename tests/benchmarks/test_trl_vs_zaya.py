@@ -1,0 +1,126 @@
+"""The pure parts of benchmarks/trl_vs_zaya.py: reward shaping that gives TRL our MaxRL advantage, the
+time-to-samples comparison, TRL's batch layout, the config refusals and the metrics.jsonl reader."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from zaya_rl.algorithms.advantages import dr_grpo, maxrl
+from zaya_rl.config import ConfigError
+
+_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "trl_vs_zaya.py"
+_spec = importlib.util.spec_from_file_location("trl_vs_zaya", _PATH)
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+
+def trl_dr_grpo_advantage(rewards: list[float], groups: list[int]) -> list[float]:
+    """TRL's advantage under scale_rewards='none': reward minus its group's mean (grpo_trainer.py)."""
+    means = {g: sum(r for r, h in zip(rewards, groups, strict=True) if h == g) / groups.count(g) for g in set(groups)}
+    return [r - means[g] for r, g in zip(rewards, groups, strict=True)]
+
+
+def test_maxrl_shaping_makes_trl_advantage_equal_maxrl():
+    rng = random.Random(0)
+    for _ in range(50):
+        G, n = rng.choice([2, 4, 8]), rng.randint(1, 4)
+        rewards = [float(rng.random() < rng.random()) for _ in range(G * n)]
+        groups = [i // G for i in range(G * n)]
+        shaped = bench.shaped_rewards(rewards, groups, "maxrl", "dr_grpo")
+        got = trl_dr_grpo_advantage(shaped, groups)
+        want = maxrl(torch.tensor(rewards, dtype=torch.float64).view(n, G)).flatten().tolist()
+        assert got == pytest.approx(want, abs=1e-12)
+
+
+def test_maxrl_shaping_by_hand_and_nonbinary_groups():
+    # group 0: one success of 4 -> mu = 1/4, r' = 4, 0, 0, 0 -> A = 3, -1, -1, -1 (N r / K - 1)
+    # group 1: all fail -> A = 0; group 2: non-binary rewards -> left as they are (Dr-GRPO: r - mean)
+    rewards = [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5, 1.0, 0.0, 0.5]
+    groups = [7, 7, 7, 7, 3, 3, 3, 3, 9, 9, 9, 9]  # group ids are keys, not positions
+    shaped = bench.shaped_rewards(rewards, groups, "maxrl", "dr_grpo")
+    assert trl_dr_grpo_advantage(shaped, groups) == pytest.approx([3, -1, -1, -1, 0, 0, 0, 0, 0, 0.5, -0.5, 0])
+    want_nonbinary = dr_grpo(torch.tensor([0.5, 1.0, 0.0, 0.5])).tolist()
+    assert trl_dr_grpo_advantage(shaped, groups)[8:] == pytest.approx(want_nonbinary)
+    assert bench.shaped_rewards(rewards, groups, "dr_grpo", "dr_grpo") == rewards
+
+
+def test_time_to_samples_and_compare():
+    curve = [(10.0, 8), (19.0, 16), (31.0, 24)]
+    assert bench.time_to_samples(curve, 16) == 19.0
+    assert bench.time_to_samples(curve, 25) is None
+    trl = {"samples_trained": 16, "loop_s": 40.0, "curve": [(20.0, 8), (40.0, 16)], "accuracy_after": 0.25,
+           "process_s": 90.0}
+    zaya = {"samples_trained": 24, "loop_s": 31.0, "curve": curve, "accuracy_after": 0.30, "process_s": 60.0}
+    c = bench.compare(trl, zaya, budget=24)
+    assert c["common_samples"] == 16 and not c["both_reached_budget"]
+    assert c["speedup_loop"] == pytest.approx(40.0 / 19.0, abs=1e-3)
+    assert c["speedup_samples_per_s"] == pytest.approx((24 / 31) / (16 / 40), abs=1e-3)
+    assert "speedup_process" not in c  # setup-included wall is only comparable at the same samples
+    assert c["accuracy_points_zaya_minus_trl"] == pytest.approx(5.0)
+    assert c["time_comparison"].startswith("samples/s")
+
+
+def test_micro_batch_divides_the_batch():
+    assert bench.micro_batch(64, 8) == 8
+    assert bench.micro_batch(48, 10) == 8
+    assert bench.micro_batch(6, 64) == 6
+
+
+def test_wilson_interval():
+    lo, hi = bench.wilson(50, 100)  # textbook: 0.4038 .. 0.5962
+    assert (lo, hi) == (pytest.approx(0.4038, abs=1e-4), pytest.approx(0.5962, abs=1e-4))
+    assert bench.wilson(0, 0) is None
+
+
+def test_zaya_curve_reads_steps_after_the_before_eval(tmp_path):
+    recs = [{"step": 0, "time_s": 5.0, "eval/before/accuracy": 0.0},
+            {"step": 1, "time_s": 9.0, "samples/trained": 8.0, "train/loss": 0.1},
+            {"step": 1, "time_s": 9.5, "perf/publish_s": 0.2},
+            {"step": 2, "time_s": 14.0, "samples/trained": 16.0, "train/loss": 0.2}]
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    assert bench.zaya_curve(path) == ([(4.0, 8), (9.0, 16)], 16, 9.0)
+
+
+@pytest.mark.parametrize("override, field", [
+    ([], "model.path"),
+    (["model.path=/x", "sft.enabled=true"], "sft.enabled"),
+    (["model.path=/x", "ttc.fraction=0.5"], "ttc.fraction"),
+])
+def test_resolve_config_refuses_what_trl_cannot_match(tmp_path, override, field):
+    with pytest.raises(ConfigError, match=field):
+        bench.resolve_config("configs/tiny_cpu.yaml", ["sft.enabled=false", *override], tmp_path, None)
+
+
+def test_trl_settings_match_the_config(tmp_path):
+    cfg, path = bench.resolve_config(
+        "configs/tiny_cpu.yaml", ["model.path=/m", "sft.enabled=false", "optim.warmup_steps=3",
+                                  "trainer.micro_batch_size=16"], tmp_path, 5)
+    assert path.read_text().count("num_problems: 0") == 1  # the timed run evaluates nothing
+    kw = bench.trl_settings(cfg, tmp_path, cuda=True, advantage="config")
+    assert kw["max_steps"] == 5 and kw["num_generations"] == cfg.algorithm.group_size
+    assert kw["per_device_train_batch_size"] * kw["gradient_accumulation_steps"] == cfg.batch_size
+    assert (kw["loss_type"], kw["beta"], kw["scale_rewards"]) == ("dr_grpo", 0.0, "none")
+    assert kw["lr_scheduler_type"] == "constant_with_warmup" and kw["warmup_steps"] == 3
+    assert kw["vllm_mode"] == "colocate" and kw["vllm_importance_sampling_clip_max"] == cfg.algorithm.tis_cap
+    cpu = bench.trl_settings(cfg, tmp_path, cuda=False, advantage="dr_grpo")
+    assert not cpu["use_vllm"] and "vllm_mode" not in cpu
+
+
+@pytest.mark.parametrize("system_prompt", [None, "Answer with a number."])
+def test_trl_prompt_tokens_equal_ours(system_prompt):
+    from environments.registry import get_environment
+    from zaya_rl.models.tokenizer import build_byte_tokenizer
+
+    env = get_environment("arithmetic")
+    prompts = [env.generate(seed, 0).messages for seed in range(4)]
+    tok = build_byte_tokenizer()
+    assert bench.prompt_mismatches(tok, prompts, system_prompt) == []
+    with_system = bench.trl_messages(prompts[0], system_prompt)
+    assert (with_system[0]["role"] == "system") == (system_prompt is not None)
