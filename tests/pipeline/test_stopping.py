@@ -122,3 +122,19 @@ def test_sigint_stops_cleanly_with_a_checkpoint_and_a_summary(tmp_path):
     assert out.splitlines()[-1].startswith(f"[zaya-rl] results in {tmp_path / 'run'}: summary.json"), out
     log_lines = (tmp_path / "run" / "train.log").read_text().splitlines()
     assert log_lines and all(line[:4].isdigit() for line in log_lines)  # one timestamped record per line
+
+
+@pytest.mark.slow
+def test_rl_time_limit_ends_the_run_as_finished_with_the_evaluation_after(tmp_path):
+    """``pipeline.rl_time_limit_s``: RL stops at the limit, then the run ends like one that reached total_steps
+    (exit 0, evaluation after RL, final checkpoint, ``status: completed``), not like an interrupted one."""
+    cfg = _config(tmp_path, {"name": "arithmetic", "difficulty": 0}, total_steps=100_000, rl_time_limit_s=10)
+    code, out, err = _finish(_zaya("train", str(cfg)))
+    assert code == 0, err[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    steps = summary["optimizer_steps"]
+    assert summary["status"] == "completed" and summary["rl_time_limit_reached"] and 1 <= steps < 100_000, summary
+    assert summary["eval_after"] is not None and summary["stop_reason"] is None
+    assert 10 <= summary["rl_seconds"] < 10 + 60, summary  # the step in flight finishes after the limit
+    assert latest_checkpoint(tmp_path / "run" / "checkpoints") == step_dir(tmp_path / "run" / "checkpoints", steps)
+    assert summary["samples_generated"] == summary["samples_trained"] + summary["samples_dropped"]

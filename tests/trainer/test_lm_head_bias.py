@@ -57,6 +57,8 @@ def test_trainer_logprobs_include_the_lm_head_bias():
 
 def test_lm_head_bias_gets_the_loss_gradient():
     model, mb = _biased_zaya(), _batch()
+    with torch.no_grad():  # on-policy behaviour log-probs: DPPO's trust region masks no token, every one has a gradient
+        mb.behaviour_logp = _reference_logprobs(model, mb).float()
     kwargs = {"num_sequences": 2, "num_tokens": int(mb.loss_mask.sum()), "settings": SETTINGS}
     _micro_batch_loss(model, mb, **kwargs)[0].backward()
     ours = model.lm_head.bias.grad.clone()

@@ -229,6 +229,10 @@ class PipelineConfig(Section):
     """Prompt groups per optimizer step (batch = groups_per_step × group_size rollouts)."""
     total_steps: int = Field(20, ge=0)
     """Optimizer steps of the run (of the stage, in a curriculum)."""
+    rl_time_limit_s: float | None = Field(None, gt=0.0)
+    """Wall-clock budget of the RL loop (from its first step, evaluations not counted): when it runs out, no
+    new step starts, the step in flight finishes, and the run ends as a finished one (evaluation after RL,
+    checkpoint, summary with ``stopped_by: rl_time_limit``). For time-boxed runs (a lent GPU, CI); None: no limit."""
     num_scorers: int = Field(1, ge=1)
     """Scorer actors (each runs verifiers in killable worker processes)."""
     scorer_processes: int = Field(1, ge=1)

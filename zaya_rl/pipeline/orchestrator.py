@@ -129,7 +129,8 @@ class Orchestrator:
         self.nonbinary_envs: set[str] = set()
         self.budget = ErrorBudget(cfg.pipeline.max_failed_groups)
         self.collapse = CollapseMonitor(cfg.logging.collapse_window, cfg.logging.collapse_distinct_per_group)
-        self.stop_requested = asyncio.Event()  # set by SIGINT (pipeline.stopping.Interrupts)
+        self.stop_requested = asyncio.Event()  # set by SIGINT (pipeline.stopping.Interrupts) or the time limit
+        self.time_limit_reached = False  # pipeline.rl_time_limit_s ran out (a normal end, not an interruption)
         self.slow_levels: dict[str, int] = {}  # env -> lowest level retired as too slow to generate
         self.window = Window()
         self.trainer_busy_s = 0.0
@@ -402,6 +403,11 @@ class Orchestrator:
         self.trainer_idle_frac = 1.0 - (self.trainer_busy_s - busy0) / max(wall, 1e-9)
         self.logger.log(self.step, {"perf/trainer_idle_frac": self.trainer_idle_frac, "perf/rl_wall_s": wall},
                         advance=0)
+
+    def reach_time_limit(self) -> None:
+        """``pipeline.rl_time_limit_s`` ran out: stop as on SIGINT, but the run ends as a finished one."""
+        self.time_limit_reached = True
+        self.stop_requested.set()
 
     def _dispatch(self, task: asyncio.Task) -> None:
         if task in self.group_tasks:

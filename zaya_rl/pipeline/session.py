@@ -103,9 +103,13 @@ async def _main(cfg: RunConfig, actors: Any, acc: Accounting, logger: Any, check
             if state is None:
                 await _before_rl(cfg, actors, orch, sampler, logger, run_state)
             in_rl = True
+            limit = cfg.pipeline.rl_time_limit_s
+            timer = asyncio.get_running_loop().call_later(limit, orch.reach_time_limit) if limit else None
             await orch.run(cfg.pipeline.total_steps)
             in_rl = False
-            if orch.stop_requested.is_set():  # SIGINT: no evaluation, a checkpoint of the step reached
+            if timer is not None:
+                timer.cancel()
+            if orch.stop_requested.is_set() and not orch.time_limit_reached:  # SIGINT: no evaluation
                 stopped = _interrupted(cfg, orch, checkpointed=True)
             else:
                 await _evaluate(cfg, orch, sampler, logger, run_state, "after")
@@ -195,6 +199,7 @@ def _write_summary(cfg: RunConfig, acc: Accounting, orch: Any, run_state: dict[s
         "samples_dropped": acc.total_dropped,
         "samples_dropped_by_reason": dict(acc.dropped),
         "optimizer_steps": orch.step,
+        "rl_time_limit_reached": orch.time_limit_reached,  # pipeline.rl_time_limit_s ended RL before total_steps
         "wall_seconds": round(wall, 2),
         "mode": cfg.pipeline.mode,
         "max_lag": cfg.pipeline.max_lag,
