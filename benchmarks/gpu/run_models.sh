@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ZAYA on vLLM and the trainer's kernels on ONE GPU, in one device call, every step time-boxed (BUDGET,
-# default 400 s). The companion of run_all.sh (rollout and pipeline) and real_model.sh (SmolLM2 learning).
+# default 420 s). The companion of run_all.sh (rollout and pipeline) and real_model.sh (SmolLM2 learning).
 #
 #   bash benchmarks/gpu/run_models.sh             # on the GPU machine, after the wheels are in /tmp/site
 #   DRY_RUN=1 PYTHON=python bash benchmarks/gpu/run_models.sh   # CPU rehearsal (vLLM for CPU, --dry-run modes)
@@ -8,7 +8,7 @@
 # Steps, in this order (results in $OUT, logs in $OUT/models_logs.tar.gz):
 #   zaya      200 s  zaya_vllm.py: ZAYA on vLLM (zaya_rl.vllm_plugin) fp32 exactness vs transformers, tokens/s
 #                    vs the torch engine and generate, router-replay log-prob gap  -> zaya_vllm_gpu.json
-#   logprobs   90 s  logprobs_memory.py at N = 8192, H = 2048, V = 262,272, bf16 weights + fp32 head: peak
+#   logprobs  120 s  logprobs_memory.py at N = 8192 and 16384, H = 2048, V = 262,272, bf16 weights + fp32 head: peak
 #                    memory and time of chunked / cce / cce_filtered vs naive           -> logprobs.json
 #   mfu       100 s  trainer_mfu.py: tokens/s and MFU of a full trainer step, the real model (MODEL_DIR, made
 #                    by real_model.sh's import) and a ZAYA-shaped model                  -> mfu.json
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 PY=${PYTHON:-python3}
 DRY=${DRY_RUN:-0}
-BUDGET=${BUDGET:-400}
+BUDGET=${BUDGET:-420}
 OUT=${OUT:-/tmp/zaya_gpu_out}
 WORK=${ZAYA_GPU_WORK:-/tmp/zaya_models_run}
 MODEL=${MODEL_DIR:-/tmp/zaya_models/smollm2-135m-instruct}
@@ -29,8 +29,8 @@ if [ "$DRY" = 1 ]; then
   step mfu 600 $PY benchmarks/trainer_mfu.py --dry-run --out "$OUT/mfu.json"
 else
   step zaya 200 $PY benchmarks/gpu/zaya_vllm.py --time-box 185 --out "$OUT/zaya_vllm_gpu.json"
-  step logprobs 90 $PY benchmarks/logprobs_memory.py --device cuda --tokens 8192 --hidden 2048 --dtype bfloat16 \
-    --fp32 --repeats 2 --timeout 60
+  step logprobs 120 $PY benchmarks/logprobs_memory.py --device cuda --tokens 8192 16384 --hidden 2048 --dtype bfloat16 \
+    --fp32 --repeats 2 --timeout 50
   MP=""; [ -d "$MODEL" ] && MP="--model-path $MODEL"
   # shellcheck disable=SC2086  # MP is empty or one option with its value
   step mfu 100 $PY benchmarks/trainer_mfu.py $MP --time-box 90 --out "$OUT/mfu.json"
