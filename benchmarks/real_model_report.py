@@ -79,7 +79,7 @@ def build(async_run: Path, sync_run: Path | None, rsa: Path | None, device: str)
         | {"sampling": a["cfg"]["rollout"]["sampling"], "canary": a["cfg"].get("canary")},
         "curve": {"async": _curve(a["records"], tasks)},
         "sync_accuracy_after": None, "rsa": None, "trl": None,
-        "not_measured": {"trl": "issue 12 item 7 (TRL GRPOTrainer comparison) is another helper's task"},
+        "not_measured": {"trl": "not part of this run: benchmarks/trl_vs_zaya.py compares TRL GRPOTrainer on the same config"},
     }  # fmt: skip
     if sync_run is not None and (sync_run / "summary.json").is_file():
         b = _load_run(sync_run)
