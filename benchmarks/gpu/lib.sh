@@ -16,9 +16,12 @@ if compgen -G ".gpuwheels/extra/*.whl" > /dev/null; then
 fi
 $PY benchmarks/gpu/entry_points_shim.py "$WORK/ep" > /dev/null
 
-# step NAME LIMIT_S CMD...: run CMD time-boxed (in its own session, killed as a group after), record rc.
+# step NAME LIMIT_S CMD...: run CMD time-boxed (in its own session, killed as a group after), record rc;
+# a NAME listed in $SKIP is not run.
 step() {
   local name=$1 limit=$2; shift 2
+  case " ${SKIP:-} " in *" $name "*)  # SKIP="name ...": steps left out of this call (a short device budget)
+    STEPS="$STEPS\"$name\": \"skipped (SKIP)\", "; return 98;; esac
   local left=$(( BUDGET - ($(date +%s) - T0) ))
   if [ "$left" -lt 25 ]; then
     echo "{\"skipped\": \"budget\", \"left_s\": $left}" > "$WORK/res/skip_$name.json"; STEPS="$STEPS\"$name\": \"skipped\", "; return 99

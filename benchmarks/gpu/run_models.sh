@@ -28,7 +28,8 @@ if [ "$DRY" = 1 ]; then
   step logprobs 300 $PY benchmarks/logprobs_memory.py --tokens 256 --vocab 32768 --hidden 64 --repeats 1
   step mfu 600 $PY benchmarks/trainer_mfu.py --dry-run --out "$OUT/mfu.json"
 else
-  step zaya 200 $PY benchmarks/gpu/zaya_vllm.py --time-box 185 --out "$OUT/zaya_vllm_gpu.json"
+  ZAYA_S=${ZAYA_S:-185}   # zaya_vllm.py's own time box (it writes its JSON when the box runs out)
+  step zaya $(( ZAYA_S + 15 )) $PY benchmarks/gpu/zaya_vllm.py --time-box "$ZAYA_S" --out "$OUT/zaya_vllm_gpu.json"
   step logprobs 120 $PY benchmarks/logprobs_memory.py --device cuda --tokens 8192 16384 --hidden 2048 --dtype bfloat16 \
     --fp32 --repeats 2 --timeout 50
   MP=""; [ -d "$MODEL" ] && MP="--model-path $MODEL"
