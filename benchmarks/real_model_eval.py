@@ -51,12 +51,13 @@ def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
 def held_out_problems(cfg: Any, n: int) -> list[Any]:
     """The ``n`` held-out problems per environment that ``zaya-rl eval`` scores, generated in-process."""
     from environments.registry import get_environment
-    from zaya_rl.pipeline.evaluate import fixed_eval_level
+    from zaya_rl.pipeline.evaluate import eval_levels
     from zaya_rl.pipeline.run import make_sampler
 
     envs: dict[str, Any] = {}
     problems = []
-    for d in make_sampler(cfg).eval_draws(n, difficulty=fixed_eval_level(cfg)):
+    sampler = make_sampler(cfg)
+    for d in sampler.eval_draws(n, eval_levels(cfg, sampler)):
         env = envs.setdefault(d.env, get_environment(d.env, **d.kwargs))
         problems.append(env.generate(d.seed, d.difficulty))
     return problems

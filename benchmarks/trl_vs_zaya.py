@@ -500,10 +500,9 @@ def main(argv: list[str] | None = None) -> int:
     n = args.eval_problems
     ev_over = [f"eval.num_problems={n}", "eval.temperature=0"]
     targets = [["trl", str(cfg_path), [f"model.path={sides['trl']['model_dir']}", *ev_over]]]
-    from zaya_rl.pipeline.run import checkpoint_root
-    from zaya_rl.trainer.checkpoint import latest_checkpoint
+    from zaya_rl.paths import latest_checkpoint
 
-    zaya_ckpt = latest_checkpoint(checkpoint_root(cfg))
+    zaya_ckpt = latest_checkpoint(cfg.checkpoint_root)
     sides["zaya"]["checkpoint"] = str(zaya_ckpt) if zaya_ckpt else None
     if zaya_ckpt:  # a run folder without one would evaluate the config's start model instead
         targets.insert(0, ["zaya", sides["zaya"]["run_dir"], ev_over])
