@@ -72,7 +72,8 @@ def evaluate_target(target: str | Path, overrides: list[str] | None = None) -> d
     owns_ray = init_ray(cfg)
     actors = create_actors(cfg, Accounting(), with_trainer=False)
     try:
-        return asyncio.run(_eval_only(cfg, actors, ckpt)) | {"model": model_path or "config start model"}
+        start = cfg.model.path or f"preset {cfg.model.preset}"  # a config file's own model (model.path may be overridden)
+        return asyncio.run(_eval_only(cfg, actors, ckpt)) | {"model": model_path or start}
     finally:
         actors.kill()
         if owns_ray:
