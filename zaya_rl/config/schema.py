@@ -232,7 +232,8 @@ class PipelineConfig(Section):
     rl_time_limit_s: float | None = Field(None, gt=0.0)
     """Wall-clock budget of the RL loop (from its first step, evaluations not counted): when it runs out, no
     new step starts, the step in flight finishes, and the run ends as a finished one (evaluation after RL,
-    checkpoint, summary with ``stopped_by: rl_time_limit``). For time-boxed runs (a lent GPU, CI); None: no limit."""
+    checkpoint, ``rl_time_limit_reached: true`` in the summary); rollouts still generating are booked as dropped
+    (``interrupted``). For time-boxed runs (a lent GPU, CI); None: no limit."""
     num_scorers: int = Field(1, ge=1)
     """Scorer actors (each runs verifiers in killable worker processes)."""
     scorer_processes: int = Field(1, ge=1)
