@@ -61,4 +61,7 @@ def test_two_steps_of_the_cpu_config(smollm2, tmp_path, monkeypatch):
     assert json.loads((hf / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in records if "train/loss" in r]
-    assert len(steps) == 2 and all(r["rollout/accuracy"] >= 0.0 for r in steps)
+    # rollout/* describe the groups finished since the previous record: in async mode a step's groups can all
+    # finish before the step before it is logged, so a record may have none
+    accuracies = [r["rollout/accuracy"] for r in steps if "rollout/accuracy" in r]
+    assert len(steps) == 2 and accuracies and all(0.0 <= a <= 1.0 for a in accuracies)
