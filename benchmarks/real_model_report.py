@@ -60,7 +60,10 @@ def build(async_run: Path, sync_run: Path | None, rsa: Path | None, device: str)
     tasks = [e["name"] for e in a["cfg"]["data"]["environments"]]
     n = a["cfg"]["eval"]["num_problems"]
     s = a["summary"]
-    before, after = _accuracy(s["eval_before"], tasks, n), _accuracy(s["eval_after"], tasks, n)
+    before = _accuracy(s["eval_before"], tasks, n)
+    # a run killed by its time box before the evaluation after RL has a summary without one
+    after = _accuracy(s["eval_after"], tasks, n) if s.get("eval_after") else {t: {"accuracy": None, "ci95": None}
+                                                                              for t in before}
     out: dict[str, Any] = {
         "model": a["cfg"]["model"]["path"], "device": device, "engine": a["cfg"]["rollout"]["engine"],
         "tasks": [{"name": e["name"], "difficulty": e.get("difficulty", 0), "kwargs": e.get("kwargs", {})}
@@ -70,7 +73,8 @@ def build(async_run: Path, sync_run: Path | None, rsa: Path | None, device: str)
         "ci95_before": {t: v["ci95"] for t, v in before.items()},
         "accuracy_after": {t: v["accuracy"] for t, v in after.items()},
         "ci95_after": {t: v["ci95"] for t, v in after.items()},
-        "gain_points": {t: round(100 * (after[t]["accuracy"] - before[t]["accuracy"]), 1) for t in after},
+        "gain_points": {t: None if after[t]["accuracy"] is None
+                        else round(100 * (after[t]["accuracy"] - before[t]["accuracy"]), 1) for t in after},
         "wall_seconds": s["wall_seconds"], "rl_seconds": s["rl_seconds"],
         "samples_trained": s["samples_trained"], "optimizer_steps": s["optimizer_steps"],
         "samples_generated": s["samples_generated"], "samples_dropped_by_reason": s["samples_dropped_by_reason"],
@@ -81,7 +85,10 @@ def build(async_run: Path, sync_run: Path | None, rsa: Path | None, device: str)
         "sync_accuracy_after": None, "rsa": None, "trl": None,
         "not_measured": {"trl": "not part of this run: benchmarks/trl_vs_zaya.py compares TRL GRPOTrainer on the same config"},
     }  # fmt: skip
-    if sync_run is not None and (sync_run / "summary.json").is_file():
+    if not s.get("eval_after"):
+        out["not_measured"]["accuracy_after"] = f"the async run ended before its evaluation after RL ({s.get('status')})"
+    if sync_run is not None and (sync_run / "summary.json").is_file() \
+            and json.loads((sync_run / "summary.json").read_text()).get("eval_after"):
         b = _load_run(sync_run)
         sa = _accuracy(b["summary"]["eval_after"], tasks, n)
         out["sync_accuracy_after"] = {t: v["accuracy"] for t, v in sa.items()}
@@ -126,11 +133,15 @@ def plot(record: dict[str, Any], png: Path) -> None:
         last = max((record["curve"][m]["step"][-1] for m in record["curve"] if record["curve"][m]["step"]),
                    default=1)
         for x, key, label in ((0, "before", "held-out before"), (last, "after", "held-out after (async)")):
-            acc, (lo, hi) = record[f"accuracy_{key}"][t], record[f"ci95_{key}"][t]
+            acc, ci = record[f"accuracy_{key}"][t], record[f"ci95_{key}"][t]
+            if acc is None:  # not measured (the record's not_measured says why)
+                continue
+            lo, hi = ci
             ax.errorbar([x], [acc], yerr=[[acc - lo], [hi - acc]], fmt="o", capsize=4, label=label)
         if record.get("sync_accuracy_after"):
             acc, (lo, hi) = record["sync_accuracy_after"][t], record["sync_ci95_after"][t]
-            ax.errorbar([last], [acc], yerr=[[acc - lo], [hi - acc]], fmt="s", capsize=4,
+            sync_steps = record["curve"].get("sync", {}).get("step")
+            ax.errorbar([sync_steps[-1] if sync_steps else last], [acc], yerr=[[acc - lo], [hi - acc]], fmt="s", capsize=4,
                         label="held-out after (sync)")
         ax.set_title(t)
         ax.set_xlabel("optimizer step")
@@ -155,10 +166,11 @@ def markdown(record: dict[str, Any]) -> str:
     for t in record["accuracy_before"]:
         b, a = record["accuracy_before"][t], record["accuracy_after"][t]
         bl, bh = record["ci95_before"][t]
-        al, ah = record["ci95_after"][t]
+        after = "-" if a is None else f"{a:.3f} [{record['ci95_after'][t][0]:.3f}, {record['ci95_after'][t][1]:.3f}]"
+        gain = "-" if a is None else f"{record['gain_points'][t]:+.1f}"
         sync = record["sync_accuracy_after"][t] if record.get("sync_accuracy_after") else None
-        lines.append(f"| {t} | {b:.3f} [{bl:.3f}, {bh:.3f}] | {a:.3f} [{al:.3f}, {ah:.3f}] | "
-                     f"{record['gain_points'][t]:+.1f} | {'-' if sync is None else f'{sync:.3f}'} |")
+        lines.append(f"| {t} | {b:.3f} [{bl:.3f}, {bh:.3f}] | {after} | {gain} | "
+                     f"{'-' if sync is None else f'{sync:.3f}'} |")
     if record.get("rsa"):
         r = record["rsa"]
         lines.append(f"\nMarkovian RSA on the trained model ({r['env']}, {r['problems']} problems, N="

@@ -53,7 +53,7 @@ def _engine_run(model, tok, prompts, *, batch, max_new, stop, exact, record, see
     return run
 
 
-def _generate_run(model, tok, prompts, *, batch, max_new, stop, exact, seed):
+def generate_run(model, tok, prompts, *, batch, max_new, stop, exact, seed):
     chunks = [prompts[i : i + batch] for i in range(0, len(prompts), batch)]
     inputs = []
     for chunk in chunks:
@@ -140,7 +140,7 @@ def main() -> None:
     for workload in args.workloads.split(","):
         prompts, max_new, stops, exact = shapes[workload]
         kw = dict(batch=args.batch, max_new=max_new, stop=stops, exact=exact, seed=0)
-        sides = {"generate": _generate_run(model, tok, prompts, **kw),
+        sides = {"generate": generate_run(model, tok, prompts, **kw),
                  "engine (routing recorded)": _engine_run(model, tok, prompts, record=True, **kw),
                  "engine (no routing)": _engine_run(model, tok, prompts, record=False, **kw)}  # fmt: skip
         result[workload] = _report(workload, _interleaved(sides, args.repeats), args.device == "cpu")

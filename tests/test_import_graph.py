@@ -142,3 +142,37 @@ def test_every_project_name_imported_by_scripts_and_tests_exists():
                 except ImportError:
                     missing.append(f"{path.relative_to(REPO)}:{line}: {module} has no {name}")
     assert not missing, "\n".join(missing)
+
+
+def _top_level_names(path: Path) -> set[str]:
+    """Names a script module defines at its top level (functions, classes, assignments, imports)."""
+    names: set[str] = set()
+    for node in ast.parse(path.read_text(), str(path)).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return names
+
+
+def test_every_name_imported_from_a_sibling_script_exists():
+    """Benchmark scripts import each other by file name (``from rollout_engine import ...``, with their folder
+    or ``benchmarks/`` on the path). ``benchmarks/gpu/zaya_vllm.py`` imported a ``bench_generate`` that
+    ``benchmarks/rollout_engine.py`` never had, and the GPU run lost its ``generate`` baseline to it."""
+    bench = REPO / "benchmarks"
+    missing = []
+    for path in bench.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not (isinstance(node, ast.ImportFrom) and node.level == 0 and node.module):
+                continue
+            sibling = next((d / f"{node.module}.py" for d in (path.parent, bench) if (d / f"{node.module}.py").exists()),
+                           None)
+            if sibling is None:
+                continue
+            defined = _top_level_names(sibling)
+            missing += [f"{path.relative_to(REPO)}:{node.lineno}: {sibling.relative_to(REPO)} has no {a.name}"
+                        for a in node.names if a.name != "*" and a.name not in defined]
+    assert not missing, "\n".join(missing)

@@ -95,8 +95,7 @@ async def _pipeline(engine, tokenizer, cfg, args, out):
     from zaya_rl.pipeline.rollout_worker import RolloutWorker
     from zaya_rl.rollout.base import SamplingParams
 
-    worker = RolloutWorker.__new__(RolloutWorker)  # the actor class around this engine (no second engine)
-    worker.cfg, worker.engine, worker.tokenizer, worker.index = cfg, engine, tokenizer, 0
+    worker = RolloutWorker(cfg.model_dump(mode="json"), 0, built=(engine, tokenizer))  # no second engine
     groups = max(args.prompts // 8, 1)
     specs = [GroupSpec(g, "bench", g, 0, {"messages": [{"role": "user", "content": f"{17 * g % 997}+{31 * g % 89}="}]})
              for g in range(groups)]

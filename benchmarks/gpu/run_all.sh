@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# zaya_rl on ONE GPU: tests and measurements in one device call, every step time-boxed, 530 s in all.
+# zaya_rl on ONE GPU: tests and measurements in one device call, every step time-boxed, 560 s in all.
 #
 #   bash benchmarks/gpu/run_all.sh                 # on the GPU machine, from the repo root, after the vLLM
 #                                                  # wheels are in /tmp/site (shared/gpu/README.md)
@@ -9,12 +9,13 @@
 # Steps, in this order (results in $WORK/res/<step>.json, logs in $WORK/logs/<step>.log); the limits sum to
 # BUDGET, and a step that would start with less than 25 s left is skipped:
 #   env       15 s  versions, GPU, /dev/shm
-#   pytest   100 s  python -m pytest tests/gpu -q (in full: vLLM engine with the default frontend, DeepSpeed)
+#   pytest   150 s  python -m pytest tests/gpu -q (in full: vLLM engine with the default frontend, DeepSpeed;
+#                   125 s on an H100, 2026-12-07)
 #   vllm      80 s  bench_vllm.py: frontend chosen by `auto` and why, tokens/s, standalone vLLM vs VLLMEngine vs
 #                   the rollout worker's group path on one engine (pipeline overhead), stop, canary, log-prob
 #                   gap with replay on/off, in-flight update
-#   e2e_*    115 s  zaya-rl train benchmarks/gpu/e2e_tiny_qwen3moe.yaml, async then sync (default frontend,
-#                   30 steps each; summarize.py times the steps after the first WARMUP_STEPS)
+#   e2e_*    100 s  zaya-rl train benchmarks/gpu/e2e_tiny_qwen3moe.yaml, async then sync (default frontend,
+#                   30 steps each, 82 s and 77 s on an H100; summarize.py times the steps after WARMUP_STEPS)
 #   weights   65 s  bench_weights.py: update s and GB/s per transport (~1 GB model) vs copy bandwidths, and
 #                   vLLM's own load time alone (vllm_load)
 #   engine    40 s  rollout_engine.py: torch engine vs transformers generate on the GPU (tiny-zaya), fixed and
@@ -26,7 +27,7 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 PY=${PYTHON:-python3}
 DRY=${DRY_RUN:-0}
-BUDGET=${BUDGET:-530}            # seconds for all steps (the device call's limit is 600)
+BUDGET=${BUDGET:-560}            # seconds for all steps (the device call's limit is 600)
 E2E_OVR=${E2E_OVR:-}             # extra key=value overrides of both e2e runs
 OUT=${OUT:-/tmp/zaya_gpu_out}
 WORK=${ZAYA_GPU_WORK:-/tmp/zaya_gpu}
@@ -48,10 +49,10 @@ if [ "$DRY" = 1 ]; then  # CPU: the same steps with small loads (vLLM for CPU wh
 fi
 
 step env $((15 * X)) $PY benchmarks/gpu/env_report.py
-step pytest $((100 * X)) $PY -m pytest tests/gpu -q -p no:cacheprovider --timeout 90
+step pytest $((150 * X)) $PY -m pytest tests/gpu -q -p no:cacheprovider --timeout 90
 step vllm $((80 * X)) $PY benchmarks/gpu/bench_vllm.py --out "$WORK/res/vllm.json"
 for mode in async sync; do
-  step "e2e_$mode" $((115 * X)) $PY -m zaya_rl.cli train benchmarks/gpu/e2e_tiny_qwen3moe.yaml \
+  step "e2e_$mode" $((100 * X)) $PY -m zaya_rl.cli train benchmarks/gpu/e2e_tiny_qwen3moe.yaml \
     run_dir="$WORK/e2e_$mode" pipeline.mode=$mode pipeline.total_steps=$STEPS_E2E $E2E_OVR
   ray_stop
 done
@@ -60,7 +61,7 @@ if [ "$DRY" = 1 ]; then
   step engine $((40 * X)) $PY benchmarks/rollout_engine.py --repeats 2 --requests 32 --max-new 64 --out "$WORK/res/engine.json"
 else
   step weights 65 $PY benchmarks/gpu/bench_weights.py --repeats 3 --out "$WORK/res/weights.json"
-  step engine 40 $PY benchmarks/rollout_engine.py --device cuda --batch 32 --requests 128 --max-new 128 --repeats 2 --out "$WORK/res/engine.json"
+  step engine 40 $PY benchmarks/rollout_engine.py --device cuda --batch 32 --requests 64 --max-new 128 --repeats 1 --out "$WORK/res/engine.json"
 fi
 
 echo "{${STEPS%, }}" > "$WORK/res/steps.json"

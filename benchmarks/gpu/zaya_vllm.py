@@ -9,8 +9,9 @@ For each reference model (``zaya_rl.vllm_plugin.reference``: ``tiny`` and ``deep
 scaled down), in order of importance, each part in its own try/except (the JSON records what failed) and
 skipped once the time box is nearly spent:
 
-1. ``max_abs_logit_diff_fp32``: float32 eager engine, raw logits of 4 prompts (one longer than the prefill
-   chunk) and 64 decode steps against transformers' one-shot forward on the same device (TF32 off); on the
+1. ``max_abs_logit_diff_fp32``: float32 eager engine, 4 prompts (one longer than the prefill chunk) and 64
+   decode steps against transformers' one-shot forward on the same device (TF32 off in torch): raw logits at
+   decode, log-probabilities at prompt positions (vLLM 0.24 log-softmaxes prompt scores in any mode); on the
    GPU also ``routes_equal_frac``: vLLM's returned routed experts against ``router_replay``'s recording of
    transformers on the same tokens (skip = E on both), and how many skips were returned.
 2. ``vllm_tok_s``: ``--prompts`` prompts x ``--max-new`` tokens (T = 1, no stop) through ``VLLMEngine``
@@ -152,8 +153,11 @@ def exactness(name: str, device: str, decode: int, mem: float) -> dict[str, Any]
             dec = torch.tensor([[e[j].logprob for j in range(vocab)] for e in o.outputs[0].logprobs])
             worst["decode"] = max(worst["decode"], (dec - ref[len(p) - 1 : len(p) - 1 + len(gen)]).abs().max().item())
             if len(p) > 1:
+                # as log-probabilities: vLLM 0.24 log-softmaxes prompt scores whatever logprobs_mode says (the
+                # 2026-12-07 H100 run compared them with raw logits: "6.05"); log_softmax is idempotent
                 pre = torch.tensor([[e[j].logprob for j in range(vocab)] for e in o.prompt_logprobs[1:]])
-                worst["prefill"] = max(worst["prefill"], (pre - ref[: len(p) - 1]).abs().max().item())
+                err = (pre.log_softmax(-1) - ref[: len(p) - 1].log_softmax(-1)).abs().max().item()
+                worst["prefill"] = max(worst["prefill"], err)
     _free(llm)
     out = {"max_abs_logit_diff_fp32": max(worst.values()), **{f"max_abs_{k}": v for k, v in worst.items()},
            "decode_steps": decode, "prompt_lengths": [len(p) for p in prompts]}
@@ -226,11 +230,17 @@ def torch_engine_speed(model, tok, prompts, max_new: int, repeats: int) -> float
 
 
 def generate_speed(model, tok, prompts, max_new: int) -> float:
+    """transformers ``generate`` on the same prompts in one batch, ``max_new`` tokens each: tokens/s of the
+    second call (the first warms up)."""
     import torch
-    from rollout_engine import bench_generate
+    from rollout_engine import generate_run
 
+    run = generate_run(model, tok, prompts, batch=len(prompts), max_new=max_new, stop=(), exact=True, seed=0)
     with torch.inference_mode():
-        return bench_generate(model, tok, prompts, max_new, repeats=1)
+        run()
+        t0 = time.perf_counter()
+        tokens = run()
+    return tokens / (time.perf_counter() - t0)
 
 
 def measure_config(box: Box, name: str, args, out: dict[str, Any]) -> None:

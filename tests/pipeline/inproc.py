@@ -92,7 +92,7 @@ class Trainer:
         await asyncio.sleep(self.train_s)
         return {"train/loss": 0.0, "train/skipped": 0.0}
 
-    def get_weights(self):
+    def get_weights(self, version=0):
         return {}
 
 

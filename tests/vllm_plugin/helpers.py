@@ -79,7 +79,9 @@ def reference_logits(model, ids: Sequence[int]) -> torch.Tensor:
 def max_logit_error(model, prompt: Sequence[int], output, vocab: int) -> tuple[float, float]:
     """(prefill, decode) max |vLLM - transformers| over all positions of one finished request.
 
-    Prefill: vLLM's prompt logits (position i predicts prompt token i + 1). Decode: the logits each
+    Prefill: vLLM's prompt scores (position i predicts prompt token i + 1), compared as log-probabilities:
+    vLLM 0.32 (CPU) returns raw logits there in ``raw_logits`` mode, vLLM 0.24 (GPU) always log-softmaxes them, and
+    ``log_softmax`` leaves log-probabilities unchanged, so both compare right. Decode: the raw logits each
     generated token was sampled from (position P - 1 + j).
     """
     gen = list(output.outputs[0].token_ids)
@@ -88,7 +90,8 @@ def max_logit_error(model, prompt: Sequence[int], output, vocab: int) -> tuple[f
     decode = (as_logits(output.outputs[0].logprobs, vocab) - ref[p - 1 : p - 1 + len(gen)]).abs().max().item()
     prefill = 0.0
     if p > 1 and output.prompt_logprobs is not None:
-        prefill = (as_logits(output.prompt_logprobs[1:], vocab) - ref[: p - 1]).abs().max().item()
+        got = as_logits(output.prompt_logprobs[1:], vocab).log_softmax(-1)
+        prefill = (got - ref[: p - 1].log_softmax(-1)).abs().max().item()
     return prefill, decode
 
 

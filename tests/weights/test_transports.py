@@ -14,7 +14,7 @@ import torch
 from zaya_rl.weights.base import PushReport, WeightUpdate
 from zaya_rl.weights.files import read_folder, tensor_meta, write_folder
 from zaya_rl.weights.receive import apply_to_engine
-from zaya_rl.weights.senders import FileSender, StateDictSender, cast, make_sender
+from zaya_rl.weights.senders import FileSender, StateDictSender, make_sender
 
 
 def _named():
@@ -41,12 +41,6 @@ def test_push_report_metrics():
     m = rep.metrics()
     assert m["weights/gbps"] == pytest.approx(4.0) and m["weights/buckets"] == 8.0
     assert m["weights/worker_pause_s"] == 0.2 and m["weights/worker_load_s"] == 0.3  # slowest worker
-
-
-def test_cast_copies_only_when_needed():
-    t = torch.ones(3)
-    assert cast(t, "float32").data_ptr() == t.data_ptr()
-    assert cast(t, "bfloat16").dtype == torch.bfloat16
 
 
 class _Recorder:

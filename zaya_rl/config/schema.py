@@ -501,6 +501,16 @@ class RunConfig(Section):
         return self.algorithm.max_len or self.rollout.sampling.max_new_tokens
 
     @property
+    def weight_sync_dtype(self) -> str:
+        """The dtype weights travel to the rollout engines in (``weight_sync.dtype``, ``auto`` resolved)."""
+        if self.weight_sync.dtype != "auto":
+            return self.weight_sync.dtype
+        named = {"bfloat16": "bfloat16", "float16": "float16", "half": "float16", "float32": "float32",
+                 "float": "float32"}
+        engine = self.rollout.vllm.engine_kwargs.get("dtype") if self.rollout.engine == "vllm" else None
+        return named.get(str(engine), self.model.dtype)
+
+    @property
     def batch_size(self) -> int:
         """Rollouts per optimizer step."""
         return self.pipeline.groups_per_step * self.algorithm.group_size

@@ -125,7 +125,7 @@ class WorkerSet:
         (``push_weights``: one call per worker per version), and re-syncs restarted workers.
         """
         self.pushing = self.transport != "state_dict"
-        return self.trainer.push_weights.remote(version) if self.pushing else self.trainer.get_weights.remote()
+        return self.trainer.push_weights.remote(version) if self.pushing else self.trainer.get_weights.remote(version)
 
     async def deliver(self, ref: Any, version: int) -> dict[str, float]:
         """Complete ``submit_version``: returns the transport's ``weights/`` metrics (empty for state_dict)."""

@@ -27,13 +27,15 @@ from zaya_rl.rollout.base import CanarySpec, GenerationRequest, GenerationResult
 class RolloutWorker:
     """Ray actor (created with ``ray.remote(RolloutWorker).options(...)`` by ``pipeline.actors``)."""
 
-    def __init__(self, cfg_dict: dict[str, Any], worker_index: int) -> None:
+    def __init__(self, cfg_dict: dict[str, Any], worker_index: int, built: tuple[Any, Any] | None = None) -> None:
+        """``built``: an ``(engine, tokenizer)`` pair already made from this config (a benchmark that wraps
+        its own engine); by default ``build_engine`` makes them."""
         from zaya_rl.rollout.factory import build_engine
 
         self.cfg = RunConfig.model_validate(cfg_dict)
         self.index = worker_index
         self._incarnation = f"{worker_index}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.engine, self.tokenizer = build_engine(self.cfg)
+        self.engine, self.tokenizer = built if built is not None else build_engine(self.cfg)
         self._groups_in_flight = 0
 
     def incarnation(self) -> str:

@@ -178,20 +178,21 @@ class TrainerActor:
         completions = [self.tokenizer.encode(r, add_special_tokens=False) + [eos] for r in responses]
         return prompts, completions
 
-    def get_weights(self) -> Any:
-        """The full state dict on CPU, HF parameter names (what ``RolloutEngine.update_weights`` takes), as
+    def get_weights(self, version: int = 0) -> Any:
+        """Policy ``version``'s full state dict on CPU, HF parameter names, in the rollout engine's dtype
+        (``weight_sync.dtype`` and ``.rounding``; what ``RolloutEngine.update_weights`` takes), as
         ``FlatWeights``: one reused (pinned) host buffer, one object in Ray's store (``zaya_rl.weights.flat``)."""
+        cast = self._sender().caster(version)
         if self.setup.engine is None:
-            return self._host.stage(self.model.state_dict().items())
+            return self._host.stage((n, cast(t)) for n, t in self.model.state_dict().items())
         with self._followers_iterate():
-            return self._host.stage(self.setup.named_weights())
+            return self._host.stage((n, cast(t)) for n, t in self.setup.named_weights())
 
     def _sender(self) -> Any:
         if self._weight_sender is None:
             from zaya_rl.weights.senders import make_sender
 
-            ws = self.cfg.weight_sync
-            self._weight_sender = make_sender(ws, self.cfg.model.dtype if ws.dtype == "auto" else ws.dtype)
+            self._weight_sender = make_sender(self.cfg.weight_sync, self.cfg.weight_sync_dtype, self.cfg.seed)
         return self._weight_sender
 
     def connect_workers(self, handles: list[Any]) -> None:

@@ -26,9 +26,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from zaya_rl.weights.buckets import TensorMeta
+
+if TYPE_CHECKING:
+    import torch
 
 #: ``(name, tensor)`` pairs of one update, in checkpoint order (a fresh iterator per call).
 NamedTensors = Callable[[], Iterator[tuple[str, Any]]]
@@ -85,15 +88,25 @@ class WeightSender(ABC):
 
     Args:
         bucket_bytes: bucket capacity (``weight_sync.bucket_mb``).
-        dtype: dtype name the tensors travel in (``bfloat16``/``float32``); the engine casts on load.
+        dtype: dtype name the tensors travel in (``bfloat16``/``float32``), the rollout engine's.
+        rounding: ``weight_sync.rounding`` of float32 -> bfloat16 (``zaya_rl.weights.rounding``).
+        seed: the run's seed; with the version it fixes a stochastic rounding's random bits.
     """
 
     transport: ClassVar[str]
 
-    def __init__(self, *, bucket_bytes: int, dtype: str) -> None:
+    def __init__(self, *, bucket_bytes: int, dtype: str, rounding: str = "nearest", seed: int = 0) -> None:
         self.bucket_bytes = bucket_bytes
         self.dtype = dtype
+        self.rounding = rounding
+        self.seed = seed
         self.workers: list[Any] = []
+
+    def caster(self, version: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The cast of ``version``'s tensors to ``dtype`` (detached; no copy when a tensor already has it)."""
+        from zaya_rl.weights.rounding import rollout_cast
+
+        return rollout_cast(self.dtype, self.rounding, self.seed, version)  # type: ignore[arg-type]
 
     def connect(self, workers: Sequence[Any]) -> None:
         """Remember the rollout-worker handles (transports with a data plane also set it up here)."""

@@ -32,19 +32,13 @@ from zaya_rl.weights.flat import FlatLayout, HostStager, Staging, pack
 NCCL_NUM_BUFFERS = 2
 
 
-def cast(tensor: torch.Tensor, dtype: str) -> torch.Tensor:
-    """``tensor`` detached, in ``dtype`` (no copy when it already is)."""
-    t = tensor.detach()
-    return t if str(t.dtype).removeprefix("torch.") == dtype else t.to(getattr(torch, dtype))
-
-
 class _RaySender(WeightSender):
     """Shared plumbing: one ``apply_weight_update`` per target worker, then wait."""
 
     @classmethod
-    def from_config(cls, cfg: Any, dtype: str) -> WeightSender:
+    def from_config(cls, cfg: Any, dtype: str, seed: int = 0) -> WeightSender:
         """Build from the ``weight_sync`` section."""
-        return cls(bucket_bytes=cfg.bucket_mb * 2**20, dtype=dtype)
+        return cls(bucket_bytes=cfg.bucket_mb * 2**20, dtype=dtype, rounding=cfg.rounding, seed=seed)
 
     def _targets(self, workers: Sequence[int] | None) -> list[int]:
         if not self.workers:
@@ -65,8 +59,8 @@ class StateDictSender(_RaySender):
 
     transport = "state_dict"
 
-    def __init__(self, *, bucket_bytes: int, dtype: str) -> None:
-        super().__init__(bucket_bytes=bucket_bytes, dtype=dtype)
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
         self._stager = HostStager()
 
     def push(self, named: NamedTensors, version: int, workers: Sequence[int] | None = None, *,
@@ -76,8 +70,8 @@ class StateDictSender(_RaySender):
         targets = self._targets(workers)
         t0 = time.perf_counter()
         metas = None if shapes is None else [TensorMeta(n, self.dtype, tuple(shape)) for n, shape in shapes]
-        items = named() if metas is not None else ((n, cast(t, self.dtype)) for n, t in named())
-        state = self._stager.stage(items, metas)
+        cast = self.caster(version)
+        state = self._stager.stage(((n, cast(t)) for n, t in named()), metas)
         ref = ray.put(WeightUpdate(version, self.transport, state.layout.metas, state))
         reports = self._apply(ref, targets)
         return PushReport(self.transport, state.layout.nbytes, 1, time.perf_counter() - t0, reports)
@@ -94,23 +88,24 @@ class FileSender(_RaySender):
 
     transport = "file"
 
-    def __init__(self, *, bucket_bytes: int, dtype: str, shm_dir: str) -> None:
-        super().__init__(bucket_bytes=bucket_bytes, dtype=dtype)
+    def __init__(self, *, shm_dir: str, **kw: Any) -> None:
+        super().__init__(**kw)
         # Unique per trainer process: two runs (or a restarted trainer) never share a folder.
         self.root = Path(shm_dir) / f"trainer-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._staging = Staging()
 
     @classmethod
-    def from_config(cls, cfg: Any, dtype: str) -> WeightSender:
-        return cls(bucket_bytes=cfg.bucket_mb * 2**20, dtype=dtype, shm_dir=cfg.shm_dir)
+    def from_config(cls, cfg: Any, dtype: str, seed: int = 0) -> WeightSender:
+        return cls(bucket_bytes=cfg.bucket_mb * 2**20, dtype=dtype, rounding=cfg.rounding, seed=seed,
+                   shm_dir=cfg.shm_dir)
 
     def push(self, named: NamedTensors, version: int, workers: Sequence[int] | None = None, *,
              shapes: Sequence[tuple[str, tuple[int, ...]]] | None = None) -> PushReport:
         targets = self._targets(workers)
         t0 = time.perf_counter()
         folder = self.root / f"v{version:06d}"
-        metas = write_folder(((n, cast(t, self.dtype)) for n, t in named()), folder, self.bucket_bytes,
-                             staging=self._staging)
+        cast = self.caster(version)
+        metas = write_folder(((n, cast(t)) for n, t in named()), folder, self.bucket_bytes, staging=self._staging)
         try:
             reports = self._apply(WeightUpdate(version, self.transport, tuple(metas), str(folder)), targets)
         finally:
@@ -137,8 +132,8 @@ class NCCLSender(_RaySender):
 
     transport = "nccl"
 
-    def __init__(self, *, bucket_bytes: int, dtype: str) -> None:
-        super().__init__(bucket_bytes=bucket_bytes, dtype=dtype)
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
         self.group = None
         self._metas: tuple | None = None
 
@@ -180,7 +175,8 @@ class NCCLSender(_RaySender):
         refs = [self.workers[i].apply_weight_update.remote(update) for i in targets]
         args = NCCLTrainerSendWeightsArgs(group=self.group, packed=True, packed_buffer_size_bytes=self.bucket_bytes,
                                           packed_num_buffers=NCCL_NUM_BUFFERS)
-        NCCLWeightTransferEngine.trainer_send_weights(((n, cast(t, self.dtype)) for n, t in named()), args)
+        cast = self.caster(version)
+        NCCLWeightTransferEngine.trainer_send_weights(((n, cast(t)) for n, t in named()), args)
         torch.cuda.synchronize()
         reports = list(ray.get(refs))
         buckets = len(plan_buckets(self._metas, self.bucket_bytes))
@@ -205,8 +201,8 @@ class IPCSender(_RaySender):
 
     transport = "ipc"
 
-    def __init__(self, *, bucket_bytes: int, dtype: str) -> None:
-        super().__init__(bucket_bytes=bucket_bytes, dtype=dtype)
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
         self._buffers: list[tuple[FlatLayout, torch.Tensor, str]] = []  # layout, device buffer, pickled handle
 
     def push(self, named: NamedTensors, version: int, workers: Sequence[int] | None = None, *,
@@ -216,8 +212,9 @@ class IPCSender(_RaySender):
         tensors = dict(named())
         metas = tuple(TensorMeta(n, self.dtype, tuple(t.shape)) for n, t in tensors.items())
         chunks = []
+        cast = self.caster(version)
         for layout, buffer, handle in self._device_buffers(metas):
-            pack(((m.name, tensors[m.name]) for m in layout.metas), layout, buffer)
+            pack(((m.name, cast(tensors[m.name])) for m in layout.metas), layout, buffer)
             chunks.append(ipc_chunk(layout, handle))
         torch.cuda.synchronize()
         reports = self._apply(WeightUpdate(version, self.transport, metas, chunks), targets)
@@ -247,13 +244,14 @@ def ipc_chunk(layout: FlatLayout, handle: str) -> dict[str, Any]:
 
 def _subset_push(sender: _RaySender, named: NamedTensors, version: int, targets: list[int]) -> PushReport:
     """Re-sync some workers (after a restart) through the object store."""
-    fallback = StateDictSender(bucket_bytes=sender.bucket_bytes, dtype=sender.dtype)
+    fallback = StateDictSender(bucket_bytes=sender.bucket_bytes, dtype=sender.dtype, rounding=sender.rounding,
+                               seed=sender.seed)
     fallback.workers = sender.workers
     return fallback.push(named, version, targets)
 
 
-def make_sender(cfg: Any, dtype: str) -> WeightSender:
+def make_sender(cfg: Any, dtype: str, seed: int = 0) -> WeightSender:
     """The sender of ``cfg.transport`` (``cfg``: the ``weight_sync`` section), sending ``dtype`` tensors."""
     from zaya_rl.weights.base import SENDERS
 
-    return SENDERS[cfg.transport].from_config(cfg, dtype)
+    return SENDERS[cfg.transport].from_config(cfg, dtype, seed)
