@@ -17,9 +17,9 @@ from zaya_rl.rollout.fake import ScriptedEngine
 
 def test_groups_in_flight_counts_single_and_joint_generation():
     cfg = config_from_dict({"run_dir": "/tmp/unused", "rollout": {"engine": "fake"}, "canary": {"enabled": False}})
-    worker = RolloutWorker(cfg.model_dump(mode="json"), 0)
-    worker.engine = ScriptedEngine(lambda ids: [*TOK.encode("Answer: 1", add_special_tokens=False),
-                                                TOK.eos_token_id], tokenizer=TOK, token_delay=0.01)
+    engine = ScriptedEngine(lambda ids: [*TOK.encode("Answer: 1", add_special_tokens=False), TOK.eos_token_id],
+                            tokenizer=TOK, token_delay=0.01)
+    worker = RolloutWorker(cfg.model_dump(mode="json"), 0, built=(engine, TOK))  # as benchmarks/gpu/bench_vllm.py
     params = SamplingParams(max_new_tokens=16, temperature=1.0, seed=0)
 
     def spec(gid):
