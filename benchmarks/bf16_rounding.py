@@ -27,18 +27,14 @@ from safetensors.torch import load_file, save_file
 
 from zaya_rl.weights.rounding import rollout_cast
 
-COPY = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
 
-
-def write_rounded(trained: Path, out: Path, rounding: str, base: dict[str, torch.Tensor]) -> float:
-    """``trained`` cast to bfloat16 by ``rounding``, stored as float32 in ``out``; returns the share of
-    weights equal to ``base``."""
-    out.mkdir(parents=True, exist_ok=True)
-    for name in COPY:
-        if (trained / name).exists():
-            shutil.copy(trained / name, out / name)
+def write_rounded(folder: Path, weights: dict[str, torch.Tensor], out: Path, rounding: str,
+                  base: dict[str, torch.Tensor]) -> float:
+    """``weights`` (``folder``'s) cast to bfloat16 by ``rounding``, stored as float32 in ``out`` beside a copy
+    of ``folder``'s other files (config, tokenizer); returns the share of weights equal to ``base``."""
+    shutil.copytree(folder, out, ignore=shutil.ignore_patterns("*.safetensors"), dirs_exist_ok=True)
     cast = rollout_cast("bfloat16", rounding, seed=0, version=1)  # type: ignore[arg-type]
-    rounded = {k: cast(v.float()).float().contiguous() for k, v in load_file(str(trained / "model.safetensors")).items()}
+    rounded = {k: cast(v.float()).float().contiguous() for k, v in weights.items()}
     save_file(rounded, str(out / "model.safetensors"), metadata={"format": "pt"})
     return same_as_base(rounded, base)
 
@@ -70,7 +66,7 @@ def main() -> None:
     variants = {"base": (args.base, 1.0), "trained_fp32": (args.trained, same_as_base(trained, base))}
     for rounding in ("nearest", "stochastic"):
         folder = args.work / f"bf16_{rounding}"
-        variants[f"bf16_{rounding}"] = (folder, write_rounded(args.trained, folder, rounding, base))
+        variants[f"bf16_{rounding}"] = (folder, write_rounded(args.trained, trained, folder, rounding, base))
     record: dict = {"base": str(args.base), "trained": str(args.trained), "config": str(args.config),
                     "date": time.strftime("%Y-%m-%d"), "variants": {}}
     for name, (folder, same) in variants.items():

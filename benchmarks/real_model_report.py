@@ -87,9 +87,8 @@ def build(async_run: Path, sync_run: Path | None, rsa: Path | None, device: str)
     }  # fmt: skip
     if not s.get("eval_after"):
         out["not_measured"]["accuracy_after"] = f"the async run ended before its evaluation after RL ({s.get('status')})"
-    if sync_run is not None and (sync_run / "summary.json").is_file() \
-            and json.loads((sync_run / "summary.json").read_text()).get("eval_after"):
-        b = _load_run(sync_run)
+    b = _load_run(sync_run) if sync_run is not None and (sync_run / "summary.json").is_file() else None
+    if b is not None and b["summary"].get("eval_after"):
         sa = _accuracy(b["summary"]["eval_after"], tasks, n)
         out["sync_accuracy_after"] = {t: v["accuracy"] for t, v in sa.items()}
         out["sync_ci95_after"] = {t: v["ci95"] for t, v in sa.items()}
