@@ -170,6 +170,10 @@ def markdown(record: dict[str, Any]) -> str:
         sync = record["sync_accuracy_after"][t] if record.get("sync_accuracy_after") else None
         lines.append(f"| {t} | {b:.3f} [{bl:.3f}, {bh:.3f}] | {after} | {gain} | "
                      f"{'-' if sync is None else f'{sync:.3f}'} |")
+    if record.get("sync"):  # a sync run cut by its time limit trained fewer samples: say how many
+        b = record["sync"]
+        lines.append(f"\nSync run (`max_lag: 0`): {b['samples_trained']} samples in {b['optimizer_steps']} steps, "
+                     f"{b['rl_seconds']:.0f} s of RL.")
     if record.get("rsa"):
         r = record["rsa"]
         lines.append(f"\nMarkovian RSA on the trained model ({r['env']}, {r['problems']} problems, N="
@@ -177,7 +181,22 @@ def markdown(record: dict[str, Any]) -> str:
                      f"C={r['settings']['tails_per_prompt']}, {r['settings']['aggregation_rounds']} round(s), "
                      f"T={r['settings']['temperature']}): single rollout {r['single_rollout_accuracy']:.3f}, "
                      f"majority@N {r['majority_at_n_accuracy']:.3f}, RSA {r['rsa_accuracy']:.3f} "
-                     f"[{r['rsa_ci95'][0]:.3f}, {r['rsa_ci95'][1]:.3f}].")
+                     f"[{r['rsa_ci95'][0]:.3f}, {r['rsa_ci95'][1]:.3f}]."
+                     + (f" Model: {record['rsa_model']}." if record.get("rsa_model") else ""))
+    if record.get("async_vs_sync_same_time"):
+        e = record["async_vs_sync_same_time"]
+        mean = lambda acc: sum(acc.values()) / len(acc)  # noqa: E731 - tasks weigh equally (same n each)
+        lines.append(f"\nAsync vs sync (`max_lag: 0`) in the same {e['rl_time_limit_s']} s of RL: "
+                     + "; ".join(f"{m} {e[m]['samples_trained']} samples in {e[m]['optimizer_steps']} steps "
+                                 f"({e[m]['rl_samples_per_s']:.1f}/s), held-out after {mean(e[m]['accuracy_after']):.3f}"
+                                 for m in ("async", "sync"))
+                     + f"; {e['async_over_sync_samples_per_s']:.2f}× samples/s ({e['source']}).")
+    if record.get("trl"):
+        r = record["trl"]
+        lines.append(f"\nTRL `GRPOTrainer` on the same config, {r['samples']} samples each: {r['wall_seconds']:.1f} s vs "
+                     f"{r['zaya_wall_seconds']:.1f} s for zaya-rl's loop ({r['speedup_loop']:.2f}×; whole processes "
+                     f"{r['speedup_process']:.2f}×), held-out after {r['accuracy_after']:.3f} (TRL) vs "
+                     f"{r['zaya_accuracy_after']:.3f} (zaya-rl) on {r['held_out_problems_per_task']} problems per task.")
     for key, why in record["not_measured"].items():
         lines.append(f"\nNot measured: `{key}`: {why}.")
     return "\n".join(lines) + "\n"
@@ -195,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     record = build(args.async_run, args.sync_run, args.rsa, args.device)
     if args.extra is not None and args.extra.is_file():
         record |= json.loads(args.extra.read_text())
+        # what the extra record supplies is measured after all
+        record["not_measured"] = {k: v for k, v in record["not_measured"].items() if record.get(k) is None}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
     plot(record, args.out.with_suffix(".png"))

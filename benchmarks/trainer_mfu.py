@@ -121,6 +121,10 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         model = zaya_model(args.layers, args.dry_run, device, getattr(torch, dtype_name))
     else:
         model = real_model(args.model_path, args.dry_run, device, dtype_name)
+    if args.compile:  # trainer.compile: each decoder layer compiled in place (zaya_rl.trainer.compile)
+        from zaya_rl.trainer.compile import compile_layers
+
+        compile_layers(model)
     optimizer, _ = build_optimizer(model, OptimConfig(lr=1e-6))
     settings = LossSettings(temperature=1.0, delta=0.2, tis_cap=5.0, aggregation="seq-mean-token-sum-norm",
                             max_len=args.seq_len, logprob_chunk_size=1024, router_replay=True, grad_clip=1.0,
@@ -170,7 +174,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         "peak_tflops": None if peak is None else peak / 1e12,
         "mfu": None if peak is None else flops / step_s / peak,
         "mfu_fwd_bwd": None if peak is None else flops / (step_s - opt_s) / peak,
-        "attn_implementation": model.config._attn_implementation,
+        "attn_implementation": model.config._attn_implementation, "compile": args.compile,
         "experts_implementation": getattr(model.config, "_experts_implementation", None),
         **describe_kernels(model, settings),
     }
@@ -224,6 +228,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=1, help="untimed steps (kernel autotuning, allocator)")
     p.add_argument("--steps", type=int, default=2, help="timed steps (median reported)")
     p.add_argument("--logprob-impl", default="auto", choices=["auto", "chunked", "cce", "liger"])
+    p.add_argument("--compile", action="store_true",
+                   help="trainer.compile: torch.compile each decoder layer (the warm-up step compiles)")
     p.add_argument("--time-box", type=float, help="seconds for the whole run (default 170; dry run 1500)")
     p.add_argument("--dry-run", action="store_true", help="CPU, fp32, tiny shapes: checks the script, not speed")
     p.add_argument("--out", help="also write the JSON here")

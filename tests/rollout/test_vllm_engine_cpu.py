@@ -227,6 +227,14 @@ def test_engine_kwargs_processed_logprobs_routing_and_transfer_backend():
     assert kw["enable_prefix_caching"]  # routed experts need it, whatever the config says
     assert kw["weight_transfer_config"] == {"backend": "nccl"} and kw["max_num_batched_tokens"] == 512
     assert kw["dtype"] == "bfloat16" and kw["max_num_seqs"] == cfg.rollout.max_batch_size
+    # enforce_eager unset: CUDA graphs on a GPU, eager on a CPU-only vLLM; an explicit value wins on both
+    assert kw["enforce_eager"] is False and engine_kwargs(cfg, "/m", routed=True, on_cpu=True)["enforce_eager"] is True
+    eager = config_from_dict({"model": {"preset": "tiny-qwen3moe"},
+                              "rollout": {"engine": "vllm", "vllm": {"enforce_eager": True}}})
+    assert engine_kwargs(eager, "/m", routed=False)["enforce_eager"] is True
+    graphs = config_from_dict({"model": {"preset": "tiny-qwen3moe"},
+                               "rollout": {"engine": "vllm", "vllm": {"enforce_eager": False}}})
+    assert engine_kwargs(graphs, "/m", routed=False, on_cpu=True)["enforce_eager"] is False
 
 
 class _FakeLLMEngine:

@@ -27,8 +27,12 @@ class VLLMConfig(Section):
     """Fraction of the GPU vLLM may take (weights + KV cache); leave room for a colocated trainer."""
     max_model_len: int | None = Field(None, ge=16)
     """Longest prompt + completion in tokens (None: the model's ``max_position_embeddings``)."""
-    enforce_eager: bool = True
-    """Skip CUDA-graph capture (faster start, slower decode; weight reloads never invalidate graphs)."""
+    enforce_eager: bool | None = None
+    """Skip torch.compile and CUDA-graph capture: a faster start, a slower decode. None: eager on a CPU-only
+    vLLM (compiling takes minutes on a few cores), compiled with CUDA graphs on a GPU, as TRL's and verl's
+    vLLM engines run (on an H100, SmolLM2's eager decode left the trainer idle 79% of an async run;
+    ``benchmarks/results/gpu_h100_2026-12-07.md``). Weight updates copy into the captured parameters in
+    place, so graphs stay valid across them."""
     enable_prefix_caching: bool = True
     """Prefix caching; vLLM requires it to return routed experts."""
     clear_cache_on_update: bool = False

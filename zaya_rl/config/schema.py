@@ -198,6 +198,11 @@ class TrainerConfig(Section):
     micro_batch_tokens: int | None = Field(None, ge=1)
     """Token slots of one packed micro-batch (rows x width); None: ``micro_batch_size`` x the step's longest
     sequence, the peak of the right-padded layout."""
+    compile: bool = False
+    """torch.compile each decoder layer on its own (``zaya_rl.trainer.compile``: in place, parameter names
+    unchanged; Inductor fuses norms, RoPE and activations). The first step pays the compilation (on 2 CPU cores
+    ~65 s for tiny-qwen3moe, ~10 s with a warm cache) and a new micro-batch shape can recompile. Torch backend
+    only."""
     max_consecutive_nan: int = Field(3, ge=1)
     """Stop the run after this many consecutive non-finite losses or gradients (each one skips its step)."""
     torch_threads: int = Field(1, ge=1)
@@ -210,6 +215,9 @@ class TrainerConfig(Section):
         if self.backend == "deepspeed" and self.packing == "always":
             raise ValueError("trainer.packing: always needs trainer.backend torch (the DeepSpeed step trains right-padded "
                              "micro-batches)")
+        if self.backend == "deepspeed" and self.compile:
+            raise ValueError("trainer.compile: true needs trainer.backend torch (DeepSpeed wraps the model in its "
+                             "own engine; its compile path is not wired here)")
         if self.device == "cpu" and self.logprob_impl in ("cce", "liger"):
             raise ValueError(f"trainer.logprob_impl: {self.logprob_impl} is a CUDA kernel, but trainer.device is cpu")
         return self

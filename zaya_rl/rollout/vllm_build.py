@@ -108,7 +108,7 @@ def engine_kwargs(cfg: Any, folder: str, routed: bool, *, on_cpu: bool = False) 
         "seed": cfg.seed,
         "gpu_memory_utilization": v.gpu_memory_utilization,
         "max_model_len": v.max_model_len,
-        "enforce_eager": v.enforce_eager,
+        "enforce_eager": on_cpu if v.enforce_eager is None else v.enforce_eager,
         "enable_prefix_caching": v.enable_prefix_caching or routed,
         "max_num_seqs": cfg.rollout.max_batch_size,
         "logprobs_mode": "processed_logprobs",
@@ -162,7 +162,8 @@ def build(cfg: Any) -> tuple[VLLMEngine, Any]:
         log.warning("rollout.record_routing: vLLM on CPU cannot return routed experts (they need Model Runner "
                     "V2, which needs Triton); rollouts carry no routes and the trainer routes natively")
         routing = None
-    llm = FRONTENDS[choice.frontend](engine_kwargs(cfg, folder, routing is not None, on_cpu=on_cpu))
+    kwargs = engine_kwargs(cfg, folder, routing is not None, on_cpu=on_cpu)
+    llm = FRONTENDS[choice.frontend](kwargs)
     engine = VLLMEngine(
         llm,
         AutoTokenizer.from_pretrained(folder),
@@ -172,6 +173,7 @@ def build(cfg: Any) -> tuple[VLLMEngine, Any]:
         clear_cache_on_update=cfg.rollout.vllm.clear_cache_on_update,
         shm_dir=cfg.weight_sync.shm_dir,
         startup_rpcs=rpcs,
-        notes={"frontend": choice.frontend, "why": choice.reason},
+        notes={"frontend": choice.frontend, "why": choice.reason,
+               "cuda_graphs": "off (eager)" if kwargs["enforce_eager"] else "on (compiled)"},
     )
     return engine, engine.tokenizer

@@ -170,6 +170,10 @@ def _gathered(p: nn.Parameter, zero_stage: int) -> Any:
 
 
 def _torch_backend(model: nn.Module, optim_cfg: Any, trainer_cfg: Any, dtype: str) -> TrainingSetup:
+    if trainer_cfg.compile:
+        from zaya_rl.trainer.compile import compile_layers
+
+        compile_layers(model)
     optimizer, groups = build_optimizer(model, optim_cfg)
     return TrainingSetup(model=model, optimizer=optimizer, groups=groups)
 
