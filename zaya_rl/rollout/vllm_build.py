@@ -174,6 +174,6 @@ def build(cfg: Any) -> tuple[VLLMEngine, Any]:
         shm_dir=cfg.weight_sync.shm_dir,
         startup_rpcs=rpcs,
         notes={"frontend": choice.frontend, "why": choice.reason,
-               "cuda_graphs": "off (eager)" if kwargs["enforce_eager"] else "on (compiled)"},
+               "enforce_eager": str(kwargs["enforce_eager"])},  # False: torch.compile, and CUDA graphs on a GPU
     )
     return engine, engine.tokenizer
