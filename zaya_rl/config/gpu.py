@@ -29,8 +29,8 @@ class VLLMConfig(Section):
     """Longest prompt + completion in tokens (None: the model's ``max_position_embeddings``)."""
     enforce_eager: bool | None = None
     """Skip torch.compile and CUDA-graph capture: a faster start, a slower decode. None: eager on a CPU-only
-    vLLM (compiling takes minutes on a few cores), compiled with CUDA graphs on a GPU, as TRL's and verl's
-    vLLM engines run (on an H100, SmolLM2's eager decode left the trainer idle 79% of an async run;
+    vLLM (compiling takes minutes on a few cores), compiled with CUDA graphs on a GPU, as TRL's colocated vLLM
+    ran in our TRL comparison (on an H100, SmolLM2's eager decode left the trainer idle 79% of an async run;
     ``benchmarks/results/gpu_h100_2026-12-07.md``). Weight updates copy into the captured parameters in
     place, so graphs stay valid across them."""
     enable_prefix_caching: bool = True
