@@ -21,7 +21,8 @@
 # EVAL_N (held-out problems per task), RSA_N (RSA problems), BUDGET (seconds for all steps, default 570),
 # STEP_S (time box of each training run: 450 for PART=async, 560 for sync, 215 for all; DRY_RUN: 1200),
 # RSA_S (time box of the RSA step, default 90; DRY_RUN: 900), RL_OVERHEAD_S (a training step's time box minus
-# its RL time limit, pipeline.rl_time_limit_s: start-up and evaluations; default 120), SKIP (steps left out).
+# its RL time limit, pipeline.rl_time_limit_s: start-up and evaluations; default 120), SKIP (steps left out),
+# OVERRIDES (key=value config overrides of both training runs, e.g. "optim.lr=1.5e-4 seed=1").
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -65,7 +66,7 @@ else
   RSA_ARGS="--N 8 --C 4 --tau 128 --budget 256 --rounds 1 --temperature 0.6 --device cuda --dtype bfloat16 --max-batch-size 512"
   DEVICE="one NVIDIA GPU (see env.json)"
 fi
-COMMON="model.path=$MODEL eval.num_problems=$EVAL_N ${TRAIN_STEPS:+pipeline.total_steps=$TRAIN_STEPS} $OVR"
+COMMON="model.path=$MODEL eval.num_problems=$EVAL_N ${TRAIN_STEPS:+pipeline.total_steps=$TRAIN_STEPS} $OVR ${OVERRIDES:-}"
 
 step env 60 $PY benchmarks/gpu/env_report.py
 step import 150 $PY -m zaya_rl.cli model import smollm2 --out "$MODEL" ${SMOLLM2_GGUF:+--gguf "$SMOLLM2_GGUF"}
