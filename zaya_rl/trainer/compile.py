@@ -4,12 +4,14 @@ Each decoder layer is compiled on its own with ``nn.Module.compile``, as torchti
 block: one small graph that every layer of the same shape reuses, so compile time does not grow with depth,
 while the embedding, the log-prob head (``token_logprobs``: its own chunked or fused kernels) and the
 router-replay bookkeeping stay eager. Inductor fuses the element-wise work (RMSNorm, RoPE, SwiGLU, residual
-adds) that bounds narrow models such as SmolLM2 (hidden 576) more than their matrix products do.
+adds), a larger share of a step the narrower the model (SmolLM2: hidden 576); ``benchmarks/trainer_mfu.py
+--compile`` measures what that buys on a GPU.
 
 ``nn.Module.compile`` compiles in place: parameter names, ``state_dict`` keys, weight sync, checkpoints and
 the optimizer partition see the same module tree as without it. A layer that dynamo cannot trace whole
 (transformers' ``grouped_mm`` fallback of MoE experts on CPU) runs as several graphs with eager code between
-them, still exact.
+them; ``tests/trainer/test_compile.py`` checks compiled steps against eager ones (Llama; Qwen3-MoE and ZAYA
+with router replay).
 """
 
 from __future__ import annotations
