@@ -79,9 +79,9 @@ ray_stop() {  # Ray daemons of a killed run may outlive its process group; only 
 # start-up and the two evaluations (RL_OVERHEAD_S)
 RL_S=$(( STEP_S - RL_OVERHEAD_S ))
 mkdir -p "$RUNS"
-case " $SKIP " in *" async "*) ;; *) rm -rf "$RUNS/async";; esac   # a fresh run, not a resume of an old one
-case " $SKIP " in *" sync "*) ;; *) rm -rf "$RUNS/sync";; esac
-case " $SKIP " in *" rsa "*) ;; *) rm -rf "$RUNS/rsa";; esac
+for part in async sync rsa; do  # a step that runs starts afresh (a training run would resume an old run_dir)
+  case " $SKIP " in *" $part "*) ;; *) rm -rf "${RUNS:?}/$part";; esac
+done
 step async "$STEP_S" $PY -m zaya_rl.cli train $CFG run_dir="$RUNS/async" pipeline.rl_time_limit_s=$RL_S $COMMON
 ray_stop
 # the sync run trains as many samples: the optimizer steps the async run reached

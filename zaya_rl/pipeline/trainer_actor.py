@@ -186,12 +186,15 @@ class TrainerActor:
         """Policy ``version``'s full state dict on CPU, HF parameter names, in the rollout engine's dtype
         (``weight_sync.dtype`` and ``.rounding``; what ``RolloutEngine.update_weights`` takes), as
         ``FlatWeights``: one reused (pinned) host buffer, one object in Ray's store (``zaya_rl.weights.flat``)."""
+        import contextlib
+
         cast = self._sender().caster(version)
         if self.setup.engine is None:
-            state = self._host.stage((n, cast(t)) for n, t in self.model.state_dict().items())
+            named, gather = self.model.state_dict().items(), contextlib.nullcontext()
         else:
-            with self._followers_iterate():
-                state = self._host.stage((n, cast(t)) for n, t in self.setup.named_weights())
+            named, gather = self.setup.named_weights(), self._followers_iterate()
+        with gather:
+            state = self._host.stage((n, cast(t)) for n, t in named)
         if not self._store_checked:
             self._store_checked = True
             _warn_if_store_small(state.layout.nbytes)

@@ -38,7 +38,13 @@ class _RaySender(WeightSender):
     @classmethod
     def from_config(cls, cfg: Any, dtype: str, seed: int = 0) -> WeightSender:
         """Build from the ``weight_sync`` section."""
-        return cls(bucket_bytes=cfg.bucket_mb * 2**20, dtype=dtype, rounding=cfg.rounding, seed=seed)
+        return cls(bucket_bytes=cfg.bucket_mb * 2**20, dtype=dtype, rounding=cfg.rounding, seed=seed,
+                   **cls._transport_kwargs(cfg))
+
+    @classmethod
+    def _transport_kwargs(cls, cfg: Any) -> dict[str, Any]:
+        """Constructor arguments of this transport alone, from the ``weight_sync`` section."""
+        return {}
 
     def _targets(self, workers: Sequence[int] | None) -> list[int]:
         if not self.workers:
@@ -95,9 +101,8 @@ class FileSender(_RaySender):
         self._staging = Staging()
 
     @classmethod
-    def from_config(cls, cfg: Any, dtype: str, seed: int = 0) -> WeightSender:
-        return cls(bucket_bytes=cfg.bucket_mb * 2**20, dtype=dtype, rounding=cfg.rounding, seed=seed,
-                   shm_dir=cfg.shm_dir)
+    def _transport_kwargs(cls, cfg: Any) -> dict[str, Any]:
+        return {"shm_dir": cfg.shm_dir}
 
     def push(self, named: NamedTensors, version: int, workers: Sequence[int] | None = None, *,
              shapes: Sequence[tuple[str, tuple[int, ...]]] | None = None) -> PushReport:
