@@ -13,6 +13,8 @@
 #   mfu       100 s  trainer_mfu.py: tokens/s and MFU of a full trainer step, the real model (MODEL_DIR, made
 #                    by real_model.sh's import) and a ZAYA-shaped model                  -> mfu.json
 #   mfu_compiled 120 s  the same for the real model with trainer.compile (--compile)     -> mfu_compiled.json
+# Knobs: SKIP (steps left out), ZAYA_S, MFU_MODELS (models of the eager mfu step, default "real zaya"), MFU_ARGS
+# (more trainer_mfu.py options for both mfu steps, e.g. "--micro-batch 16").
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -36,10 +38,11 @@ else
     --fp32 --repeats 2 --timeout 50
   MP=""; [ -d "$MODEL" ] && MP="--model-path $MODEL"
   # shellcheck disable=SC2086  # MP is empty or one option with its value
-  step mfu 100 $PY benchmarks/trainer_mfu.py $MP --time-box 90 --out "$OUT/mfu.json"
+  step mfu 100 $PY benchmarks/trainer_mfu.py $MP --models ${MFU_MODELS:-real zaya} ${MFU_ARGS:-} --time-box 90 \
+    --out "$OUT/mfu.json"
   # shellcheck disable=SC2086
-  step mfu_compiled 120 $PY benchmarks/trainer_mfu.py $MP --models real --compile --warmup 2 --time-box 110 \
-    --out "$OUT/mfu_compiled.json"
+  step mfu_compiled 120 $PY benchmarks/trainer_mfu.py $MP --models real --compile ${MFU_ARGS:-} --warmup 2 \
+    --time-box 110 --out "$OUT/mfu_compiled.json"
 fi
 grep '^{' "$WORK/logs/logprobs.log" 2> /dev/null | tail -1 > "$OUT/logprobs.json"   # its last line: one JSON
 echo "{${STEPS%, }}" > "$OUT/models_steps.json"
