@@ -186,17 +186,19 @@ def markdown(record: dict[str, Any]) -> str:
     if record.get("async_vs_sync_same_time"):
         e = record["async_vs_sync_same_time"]
         mean = lambda acc: sum(acc.values()) / len(acc)  # noqa: E731 - tasks weigh equally (same n each)
-        lines.append(f"\nAsync vs sync (`max_lag: 0`) in the same {e['rl_time_limit_s']} s of RL: "
-                     + "; ".join(f"{m} {e[m]['samples_trained']} samples in {e[m]['optimizer_steps']} steps "
-                                 f"({e[m]['rl_samples_per_s']:.1f}/s), held-out after {mean(e[m]['accuracy_after']):.3f}"
-                                 for m in ("async", "sync"))
+        lines.append("\nAsync vs sync (`max_lag: 0`), samples/s over each run's RL time: "
+                     + "; ".join(f"{m} {e[m]['samples_trained']} samples in {e[m]['optimizer_steps']} steps and "
+                                 f"{e[m]['rl_seconds']:.0f} s ({e[m]['rl_samples_per_s']:.1f}/s), held-out after "
+                                 f"{mean(e[m]['accuracy_after']):.3f}" for m in ("async", "sync"))
                      + f"; {e['async_over_sync_samples_per_s']:.2f}× samples/s ({e['source']}).")
     if record.get("trl"):
         r = record["trl"]
+        acc = ("held-out after not measured" if r["accuracy_after"] is None else
+               f"held-out after {r['accuracy_after']:.3f} (TRL) vs {r['zaya_accuracy_after']:.3f} (zaya-rl) on "
+               f"{r['held_out_problems_per_task']} problems per task")
         lines.append(f"\nTRL `GRPOTrainer` on the same config, {r['samples']} samples each: {r['wall_seconds']:.1f} s vs "
                      f"{r['zaya_wall_seconds']:.1f} s for zaya-rl's loop ({r['speedup_loop']:.2f}×; whole processes "
-                     f"{r['speedup_process']:.2f}×), held-out after {r['accuracy_after']:.3f} (TRL) vs "
-                     f"{r['zaya_accuracy_after']:.3f} (zaya-rl) on {r['held_out_problems_per_task']} problems per task.")
+                     f"{r['speedup_process']:.2f}×), {acc}" + (f" ({r['note']})" if r.get("note") else "") + ".")
     for key, why in record["not_measured"].items():
         lines.append(f"\nNot measured: `{key}`: {why}.")
     return "\n".join(lines) + "\n"

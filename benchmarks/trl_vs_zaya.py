@@ -510,28 +510,44 @@ def main(argv: list[str] | None = None) -> int:
         targets.append(["base", str(cfg_path), ev_over])
     # in this order, so a deadline cuts the start model's evaluation first (run_evals saves after each)
     ev_path = work / "evals.json"
-    load["eval"] = list(os.getloadavg())
-    t = time.time()
-    rc, killed = _sub(py, ["_eval", str(cfg_path), json.dumps(targets), str(ev_path)],
-                      max(deadline - time.time(), 60) if args.deadline_s else 3600, work / "eval.log", env)
-    evals = json.loads(ev_path.read_text()) if ev_path.exists() else {}
-    if rc != 0 and not evals:
-        raise RuntimeError(f"evaluation failed (rc={rc}, killed={killed}); see {work / 'eval.log'}")
-    n_env = len(cfg.data.environments)
-    for ev in evals.values():
-        ev["ci95"] = wilson(ev["accuracy"] * n * n_env, n * n_env)
-    for side in ("trl", "zaya"):
-        sides[side]["accuracy_after"] = evals.get(side, {}).get("accuracy")
-    result = {
-        "benchmark": "trl_vs_zaya", "config": args.config, "overrides": args.overrides, "resolved_config": str(cfg_path),
-        "machine": machine(), "load_average": load, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "model": cfg.model.path, "tasks": [e.model_dump(mode="json") for e in cfg.data.environments],
-        "held_out_problems_per_env": n, "budget_samples": budget,
-        "comparison": compare(sides["trl"], sides["zaya"], budget),
-        "trl": sides["trl"], "zaya": sides["zaya"], "eval": evals,
-        "differences": differences(cfg, cuda=bool(machine().get("gpu")), advantage=args.trl_advantage),
-        "wall_s": round(time.time() - t_start, 1), "eval_s": round(time.time() - t, 1),
-    }
+
+    def record(evals: dict[str, Any], eval_s: float | None, eval_note: str | None) -> dict[str, Any]:
+        n_env = len(cfg.data.environments)
+        for ev in evals.values():
+            ev["ci95"] = wilson(ev["accuracy"] * n * n_env, n * n_env)
+        for side in ("trl", "zaya"):
+            sides[side]["accuracy_after"] = evals.get(side, {}).get("accuracy")
+        out = {
+            "benchmark": "trl_vs_zaya", "config": args.config, "overrides": args.overrides, "resolved_config": str(cfg_path),
+            "machine": machine(), "load_average": load, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "model": cfg.model.path, "tasks": [e.model_dump(mode="json") for e in cfg.data.environments],
+            "held_out_problems_per_env": n, "budget_samples": budget,
+            "comparison": compare(sides["trl"], sides["zaya"], budget),
+            "trl": sides["trl"], "zaya": sides["zaya"], "eval": evals,
+            "differences": differences(cfg, cuda=bool(machine().get("gpu")), advantage=args.trl_advantage),
+            "wall_s": round(time.time() - t_start, 1), "eval_s": eval_s,
+        }
+        if eval_note:
+            out["eval_not_finished"] = eval_note
+        if args.out:  # written before the evaluation too, so a cut evaluation keeps the speed comparison
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+        return out
+
+    record({}, None, "the evaluation had not finished when this record was written")
+    left = deadline - time.time()
+    if left < 30:
+        result = record({}, None, f"skipped: {left:.0f} s left before --deadline-s")
+    else:
+        load["eval"] = list(os.getloadavg())
+        t = time.time()
+        rc, killed = _sub(py, ["_eval", str(cfg_path), json.dumps(targets), str(ev_path)],
+                          left if args.deadline_s else 3600, work / "eval.log", env)
+        evals = json.loads(ev_path.read_text()) if ev_path.exists() else {}
+        if rc != 0 and not evals:
+            raise RuntimeError(f"evaluation failed (rc={rc}, killed={killed}); see {work / 'eval.log'}")
+        cut = f"cut by --deadline-s (rc={rc}); evaluated: {sorted(evals)}" if rc != 0 else None
+        result = record(evals, round(time.time() - t, 1), cut)
     c = result["comparison"]
     print(f"[trl_vs_zaya] {c['time_comparison']}")
     if "speedup_loop" in c:
@@ -544,11 +560,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[trl_vs_zaya] held-out accuracy after ({n} problems/env, greedy): TRL {c['accuracy_after']['trl']:.3f}, "
               f"zaya {c['accuracy_after']['zaya']:.3f} -> ratio {c['accuracy_ratio']} "
               f"({c['accuracy_points_zaya_minus_trl']:+.1f} points)"
-              + (f"; start model {evals['base']['accuracy']:.3f}" if "base" in evals else ""))
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps(result["comparison"] | {"accuracy_base": evals.get("base", {}).get("accuracy")}), flush=True)
+              + (f"; start model {result['eval']['base']['accuracy']:.3f}" if "base" in result["eval"] else ""))
+    print(json.dumps(result["comparison"] | {"accuracy_base": result["eval"].get("base", {}).get("accuracy")}), flush=True)
     return 0
 
 

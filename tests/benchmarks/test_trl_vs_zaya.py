@@ -124,3 +124,52 @@ def test_trl_prompt_tokens_equal_ours(system_prompt):
     assert bench.prompt_mismatches(tok, prompts, system_prompt) == []
     with_system = bench.trl_messages(prompts[0], system_prompt)
     assert (with_system[0]["role"] == "system") == (system_prompt is not None)
+
+
+def _fake_sides(monkeypatch, tmp_path, eval_rc, eval_targets):
+    """main() with its subprocesses faked: TRL writes its result, zaya returns its run, the evaluation writes
+    ``eval_targets`` (of the requested ones) and exits ``eval_rc``; returns the evaluation's time limits."""
+    limits = []
+    curve = [[1.0, 8], [2.0, 16]]
+
+    def sub(py, args, limit, log_path, env):
+        if args[0] == "_trl":
+            Path(args[-1]).write_text(json.dumps({"samples_trained": 16, "loop_s": 4.0, "curve": [[2.0, 8], [4.0, 16]],
+                                                  "stopped_by_time_box": False, "model_dir": str(tmp_path / "trl")}))
+            return 0, False
+        limits.append(limit)
+        evals = {name: {"accuracy": 0.5} for name, *_ in json.loads(args[2]) if name in eval_targets}
+        if evals:
+            Path(args[3]).write_text(json.dumps(evals))
+        return eval_rc, eval_rc != 0
+
+    def zaya(cfg, cfg_path, py, box, env):
+        return {"samples_trained": 16, "loop_s": 2.0, "curve": curve, "stopped_by_time_box": False,
+                "process_s": 9.0, "run_dir": str(cfg.run_dir)}
+
+    monkeypatch.setattr(bench, "_sub", sub)
+    monkeypatch.setattr(bench, "run_zaya", zaya)
+    return limits
+
+
+def test_a_cut_evaluation_keeps_the_speed_record(monkeypatch, tmp_path):
+    limits = _fake_sides(monkeypatch, tmp_path, eval_rc=124, eval_targets=())
+    out = tmp_path / "r.json"
+    argv = ["--config", "configs/tiny_cpu.yaml", "model.path=/m", "sft.enabled=false", "--steps", "2",
+            "--work", str(tmp_path / "w"), "--out", str(out), "--deadline-s", "100"]
+    with pytest.raises(RuntimeError, match="evaluation failed"):
+        bench.main(argv)
+    rec = json.loads(out.read_text())
+    assert rec["comparison"]["speedup_loop"] == pytest.approx(2.0) and rec["eval"] == {}
+    assert "not finished" in rec["eval_not_finished"]
+    assert len(limits) == 1 and limits[0] <= 100  # the evaluation never outlives --deadline-s
+
+
+def test_a_partial_evaluation_is_recorded_as_cut(monkeypatch, tmp_path):
+    _fake_sides(monkeypatch, tmp_path, eval_rc=124, eval_targets=("trl",))
+    out = tmp_path / "r.json"
+    bench.main(["--config", "configs/tiny_cpu.yaml", "model.path=/m", "sft.enabled=false", "--steps", "2",
+                "--work", str(tmp_path / "w"), "--out", str(out), "--no-base-eval"])
+    rec = json.loads(out.read_text())
+    assert rec["trl"]["accuracy_after"] == 0.5 and rec["zaya"]["accuracy_after"] is None
+    assert rec["eval_not_finished"].startswith("cut") and "trl" in rec["eval_not_finished"]
