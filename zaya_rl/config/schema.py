@@ -203,6 +203,11 @@ class TrainerConfig(Section):
     unchanged; Inductor fuses norms, RoPE and activations). The first step pays the compilation (on 2 CPU cores
     ~65 s for tiny-qwen3moe, ~10 s with a warm cache) and a new micro-batch shape can recompile. Torch backend
     only."""
+    matmul_precision: Literal["highest", "high", "medium"] = "highest"
+    """``torch.set_float32_matmul_precision`` in the trainer process. ``high`` lets float32 matrix products run
+    on TF32 tensor cores on NVIDIA GPUs since Ampere (products of 10-bit-mantissa inputs, float32 accumulation;
+    the weights, gradients and optimizer stay float32), ``medium`` on bfloat16 ones; ``highest`` keeps full
+    float32 products. For a float32 trainer (``model.dtype: float32``) on a GPU; it changes nothing on CPU."""
     max_consecutive_nan: int = Field(3, ge=1)
     """Stop the run after this many consecutive non-finite losses or gradients (each one skips its step)."""
     torch_threads: int = Field(1, ge=1)

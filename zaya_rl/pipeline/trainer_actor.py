@@ -40,6 +40,7 @@ class TrainerActor:
 
         self.cfg = cfg = RunConfig.model_validate(cfg_dict)
         torch.set_num_threads(cfg.trainer.torch_threads)
+        torch.set_float32_matmul_precision(cfg.trainer.matmul_precision)
         torch.manual_seed(cfg.seed)
         model_cfg = cfg.model if model_path is None else cfg.model.model_copy(update={"path": model_path})
         self.device = _device(cfg.trainer.device)
