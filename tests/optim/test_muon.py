@@ -146,7 +146,7 @@ def test_bad_parameters_raise():
 
 # Batched Newton–Schulz: every same-shaped matrix of a group in one call, per-matrix maths unchanged.
 # (name, shape, dtype, has grad). Matrix shapes repeat: (16, 24) from 2-D params and a 3-D stack, (24, 16),
-# (8, 8); (16, 24) in bf16 batches apart; with split halves, (8, 24) from 3-D stacks and a 2-D param.
+# (8, 8); (16, 24) in bf16 (two params) batches apart; split halves (8, 24) from 3-D stacks and a 2-D param.
 BATCHED_GROUP = [
     ("a0", (16, 24), torch.float32, True),
     ("a1", (16, 24), torch.float32, True),
@@ -158,6 +158,7 @@ BATCHED_GROUP = [
     ("c0", (8, 8), torch.float32, True),
     ("a_bf16", (16, 24), torch.bfloat16, True),
     ("c1", (8, 8), torch.float32, True),
+    ("a_bf16_2", (16, 24), torch.bfloat16, True),
 ]
 BATCHED_SPLIT = [
     ("gate_up0", (2, 16, 24), torch.float32, True),
@@ -173,7 +174,7 @@ def _matrices(x, split):
 
 
 def _batched_vs_torch(weight_decay, steps=3):
-    """Step BATCHED_GROUP + BATCHED_SPLIT with ours, each matrix as its own torch.optim.Muon(momentum=0) param."""
+    """Step BATCHED_GROUP + BATCHED_SPLIT with ours, each matrix alone with torch.optim.Muon(momentum=0)."""
     specs = [(*s, False) for s in BATCHED_GROUP] + [(*s, True) for s in BATCHED_SPLIT]
     g = torch.Generator().manual_seed(1)
     init = [torch.randn(shape, generator=g).to(dtype) for _, shape, dtype, _, _ in specs]
@@ -227,8 +228,8 @@ def test_batch_cap_splits_batches_with_the_same_result(monkeypatch):
     monkeypatch.setattr(muon_module, "NS_BATCH_ELEMENTS", 2 * 16 * 24)  # the 3-D stack [3, 16, 24] goes alone
     _batched_vs_torch(weight_decay=0.1, steps=1)
     # keys in first-seen order: (16, 24) fp32: a0 + a1 | experts | a2; (24, 16): b0 + b1; (8, 8): c0 + c1;
-    # (16, 24) bf16: a_bf16; split group (8, 24): gate_up0 (at the cap) | gate_up_2d | gate_up1
-    assert calls == [(2, 16, 24), (3, 16, 24), (1, 16, 24), (2, 24, 16), (2, 8, 8), (1, 16, 24),
+    # (16, 24) bf16: a_bf16 + a_bf16_2; split group (8, 24): gate_up0 (at the cap) | gate_up_2d | gate_up1
+    assert calls == [(2, 16, 24), (3, 16, 24), (1, 16, 24), (2, 24, 16), (2, 8, 8), (2, 16, 24),
                      (4, 8, 24), (2, 8, 24), (4, 8, 24)]  # fmt: skip
 
 
