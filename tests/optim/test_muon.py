@@ -6,7 +6,8 @@ Run: python -m pytest tests/optim/test_muon.py -q
 import pytest
 import torch
 
-from zaya_rl.optim.muon import NS_COEFFICIENTS, Muon, newton_schulz
+from zaya_rl.optim import muon as muon_module
+from zaya_rl.optim.muon import NS_COEFFICIENTS, Muon, batches, newton_schulz
 
 SHAPES_2D = [(32, 32), (16, 40), (48, 24), (5, 32), (60, 17)]
 
@@ -141,3 +142,107 @@ def test_bad_parameters_raise():
         Muon([torch.nn.Parameter(torch.randn(4, 4))], adjust_lr_fn="sqrt")
     with pytest.raises(ValueError, match=r"\[N, A, B\]"):
         newton_schulz(torch.randn(4, 4))
+
+
+# Batched Newton–Schulz: every same-shaped matrix of a group in one call, per-matrix maths unchanged.
+# (name, shape, dtype, has grad). Matrix shapes repeat: (16, 24) from 2-D params and a 3-D stack, (24, 16),
+# (8, 8); (16, 24) in bf16 (two params) batches apart; split halves (8, 24) from 3-D stacks and a 2-D param.
+BATCHED_GROUP = [
+    ("a0", (16, 24), torch.float32, True),
+    ("a1", (16, 24), torch.float32, True),
+    ("experts", (3, 16, 24), torch.float32, True),
+    ("a2", (16, 24), torch.float32, True),
+    ("b0", (24, 16), torch.float32, True),
+    ("frozen", (16, 24), torch.float32, False),
+    ("b1", (24, 16), torch.float32, True),
+    ("c0", (8, 8), torch.float32, True),
+    ("a_bf16", (16, 24), torch.bfloat16, True),
+    ("c1", (8, 8), torch.float32, True),
+    ("a_bf16_2", (16, 24), torch.bfloat16, True),
+]
+BATCHED_SPLIT = [
+    ("gate_up0", (2, 16, 24), torch.float32, True),
+    ("gate_up_2d", (16, 24), torch.float32, True),
+    ("gate_up1", (2, 16, 24), torch.float32, True),
+]
+
+
+def _matrices(x, split):
+    """The matrices Muon orthogonalises separately in ``x`` (halves of dim -2 with ``split``)."""
+    rows = x.shape[-2] // 2 if split else x.shape[-2]
+    return list(x.reshape(-1, rows, x.shape[-1]).unbind())
+
+
+def _batched_vs_torch(weight_decay, steps=3):
+    """Step BATCHED_GROUP + BATCHED_SPLIT with ours, each matrix alone with torch.optim.Muon(momentum=0)."""
+    specs = [(*s, False) for s in BATCHED_GROUP] + [(*s, True) for s in BATCHED_SPLIT]
+    g = torch.Generator().manual_seed(1)
+    init = [torch.randn(shape, generator=g).to(dtype) for _, shape, dtype, _, _ in specs]
+    grads = [
+        [torch.randn(shape, generator=g).to(dtype) for _, shape, dtype, _, _ in specs] for _ in range(steps)
+    ]
+    ours = [torch.nn.Parameter(x.clone()) for x in init]
+    ref = [
+        [torch.nn.Parameter(m.clone()) for m in _matrices(x, s[-1])] for x, s in zip(init, specs, strict=True)
+    ]
+    n = len(BATCHED_GROUP)
+    opt = Muon(
+        [{"params": ours[:n]}, {"params": ours[n:], "split_halves": True}], lr=0.02, weight_decay=weight_decay
+    )
+    torch_muon = torch.optim.Muon(
+        [m for ms in ref for m in ms], lr=0.02, weight_decay=weight_decay, momentum=0.0,
+        adjust_lr_fn="match_rms_adamw",
+    )  # fmt: skip
+    for step_grads in grads:
+        for p, ms, grad, (*_, has_grad, split) in zip(ours, ref, step_grads, specs, strict=True):
+            if has_grad:
+                p.grad = grad.clone()
+                for m, gm in zip(ms, _matrices(grad, split), strict=True):
+                    m.grad = gm.clone()
+        opt.step()
+        torch_muon.step()
+    for p, ms, x, (name, *_, has_grad, split) in zip(ours, ref, init, specs, strict=True):
+        expected = torch.stack([m.detach() for m in ms])
+        torch.testing.assert_close(torch.stack(_matrices(p.detach(), split)), expected, rtol=1e-6, atol=1e-7)
+        assert torch.equal(p.detach(), x) != has_grad, name  # stepped iff it had a gradient
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_batched_group_equals_torch_muon_per_matrix(weight_decay):
+    _batched_vs_torch(weight_decay)
+
+
+def _count_ns_calls(monkeypatch):
+    calls = []
+
+    def counting(grads, *args, **kwargs):
+        calls.append(tuple(grads.shape))
+        return newton_schulz(grads, *args, **kwargs)
+
+    monkeypatch.setattr(muon_module, "newton_schulz", counting)
+    return calls
+
+
+def test_batch_cap_splits_batches_with_the_same_result(monkeypatch):
+    calls = _count_ns_calls(monkeypatch)
+    monkeypatch.setattr(muon_module, "NS_BATCH_ELEMENTS", 2 * 16 * 24)  # the 3-D stack [3, 16, 24] goes alone
+    _batched_vs_torch(weight_decay=0.1, steps=1)
+    # keys in first-seen order: (16, 24) fp32: a0 + a1 | experts | a2; (24, 16): b0 + b1; (8, 8): c0 + c1;
+    # (16, 24) bf16: a_bf16 + a_bf16_2; split group (8, 24): gate_up0 (at the cap) | gate_up_2d | gate_up1
+    assert calls == [(2, 16, 24), (3, 16, 24), (1, 16, 24), (2, 24, 16), (2, 8, 8), (2, 16, 24),
+                     (4, 8, 24), (2, 8, 24), (4, 8, 24)]  # fmt: skip
+
+
+def test_same_shaped_matrices_share_one_newton_schulz_call(monkeypatch):
+    calls = _count_ns_calls(monkeypatch)
+    params = [torch.nn.Parameter(torch.randn(12, 20)) for _ in range(6)]
+    for p in params:
+        p.grad = torch.randn(12, 20)
+    Muon(params, lr=0.02).step()
+    assert calls == [(6, 12, 20)]
+
+
+def test_batches_groups_equal_keys_and_caps_their_size():
+    keys, sizes = ["a", "b", "a", "a", "b", "a"], [3, 1, 3, 5, 1, 9]
+    assert batches(keys, sizes, cap=6) == [[0, 2], [3], [5], [1, 4]]
+    assert batches(keys, sizes, cap=100) == [[0, 2, 3, 5], [1, 4]]

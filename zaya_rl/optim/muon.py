@@ -18,13 +18,21 @@ Beyond torch.optim.Muon (which only takes 2-D parameters):
 - a group with ``split_halves=True`` (fused ``gate_up_proj [E, 2I, H]``) orthogonalises the gate and up
   halves ``[I, H]`` separately, as one would fused QKV; AdjustLR then uses the half's shape.
 
+Batched (the usual "batched Muon" trick: the same maths, fewer kernel launches): ``muon_group_step``
+gathers the group's matrices of equal shape — 2-D parameters, experts of 3-D stacks, split halves alike —
+into one ``[N, A, B]`` batch, orthogonalises it in one Newton–Schulz call (each matrix is normalised and
+iterated on its own, so each result is the per-parameter one) and applies decay and update with
+``torch._foreach_*`` (one AdjustLR per batch: equal shapes, equal AdjustLR). A batch holds at most
+``NS_BATCH_ELEMENTS`` elements. SmolLM2-135M's 210 matrices (4 shapes, bf16) took 5,252 non-view ops per
+step one by one, 110 batched.
+
 Test: ``python -m pytest tests/optim/test_muon.py -q``; speed: ``benchmarks/muon_step.py``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 import torch
@@ -34,6 +42,11 @@ from torch import Tensor
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 #: Floor of the Frobenius norm in NS's normalisation, so an all-zero gradient gives a zero update, not NaN.
 NS_EPS = 1e-7
+#: Most gradient elements orthogonalised in one batched Newton–Schulz call; a larger parameter goes alone.
+#: A batch's transient is about 8 bytes per element for fp32 parameters (bf16 batch, bf16 NS iterates, the
+#: update cast to fp32): 2**26 elements ≈ 0.5 GB. Uncapped, ZAYA1-8B's 40 gate_up stacks ``[16, 4096, 2048]``
+#: (134M elements each) would form one batch of 5.4G elements, tens of GB.
+NS_BATCH_ELEMENTS = 2**26
 
 
 def newton_schulz(
@@ -128,35 +141,84 @@ def check_muon_group(group: dict[str, Any]) -> None:
             raise ValueError(f"split_halves needs an even dim -2 (fused [.., 2I, H]); got {tuple(p.shape)}")
 
 
-def orthogonalised_update(grad: Tensor, group: dict[str, Any]) -> tuple[Tensor, int, int]:
-    """NS of ``grad`` (``[A, B]`` or ``[E, A, B]``) per matrix (per half with ``split_halves``).
+def matrix_shape(grad: Tensor, split_halves: bool) -> tuple[int, int]:
+    """(rows, cols) of each matrix Muon orthogonalises in ``grad`` (``[A, B]`` or ``[E, A, B]``)."""
+    rows, cols = grad.shape[-2], grad.shape[-1]
+    return (rows // 2 if split_halves else rows), cols
+
+
+def orthogonalised_updates(
+    grads: list[Tensor], group: dict[str, Any], out_dtype: torch.dtype | None = None
+) -> tuple[list[Tensor], int, int]:
+    """NS of every matrix of ``grads`` (all of one matrix shape) in one batched call (module docstring).
+
+    Args:
+        grads: ``[A, B]`` / ``[E, A, B]`` gradients whose matrices (halves if ``split_halves``) share a shape.
+        group: the Muon param group (NS settings, ``split_halves``).
+        out_dtype: dtype of the updates (one cast of the whole batch); None keeps the NS dtype.
 
     Returns:
-        the update shaped like ``grad`` and the (rows, cols) of each orthogonalised matrix.
+        the updates shaped like ``grads`` and the (rows, cols) of each matrix.
     """
-    rows, cols = grad.shape[-2], grad.shape[-1]
-    if group["split_halves"]:
-        rows //= 2
-    # row-major layout: [E, 2I, H] → [2E, I, H] puts expert e's gate at 2e and up at 2e + 1
-    mats = grad.reshape(-1, rows, cols)
-    update = newton_schulz(
-        mats, group["ns_steps"], group["ns_coefficients"], group["ns_eps"], dtype=NS_DTYPES[group["ns_dtype"]]
-    )
-    return update.reshape(grad.shape), rows, cols
+    rows, cols = matrix_shape(grads[0], group["split_halves"])
+    dtype = NS_DTYPES[group["ns_dtype"]]
+    # row-major layout: [E, 2I, H] → [2E, I, H] puts expert e's gate at 2e and up at 2e + 1. cat casts into
+    # an NS-dtype batch (no full-precision copy); a lone gradient is only cast (a no-op if already in dtype)
+    mats = [g.reshape(-1, rows, cols) for g in grads]
+    if len(mats) == 1:
+        batch = mats[0].to(dtype)
+    else:
+        batch = torch.cat(mats, out=mats[0].new_empty((sum(len(m) for m in mats), rows, cols), dtype=dtype))
+    update = newton_schulz(batch, group["ns_steps"], group["ns_coefficients"], group["ns_eps"], dtype=dtype)
+    parts = update.to(out_dtype or dtype).split([g.numel() // (rows * cols) for g in grads])
+    return [u.reshape(g.shape) for u, g in zip(parts, grads, strict=True)], rows, cols
+
+
+def orthogonalised_update(grad: Tensor, group: dict[str, Any]) -> tuple[Tensor, int, int]:
+    """``orthogonalised_updates`` of one gradient (the DeepSpeed path steps parameters one at a time)."""
+    (update,), rows, cols = orthogonalised_updates([grad], group)
+    return update, rows, cols
+
+
+def batches(keys: list[Hashable], sizes: list[int], cap: int) -> list[list[int]]:
+    """Indices of equal ``keys`` grouped (first-seen order), cut into runs of total ``sizes`` <= ``cap``.
+
+    A single index whose size exceeds ``cap`` forms a batch alone.
+    """
+    by_key: dict[Hashable, list[int]] = {}
+    for i, key in enumerate(keys):
+        by_key.setdefault(key, []).append(i)
+    out: list[list[int]] = []
+    for indices in by_key.values():
+        run: list[int] = []
+        total = 0
+        for i in indices:
+            if run and total + sizes[i] > cap:
+                out.append(run)
+                run, total = [], 0
+            run.append(i)
+            total += sizes[i]
+        out.append(run)
+    return out
 
 
 @torch.no_grad()
 def muon_group_step(group: dict[str, Any]) -> None:
-    """One momentum-free Muon step of every parameter with a gradient in ``group`` (module docstring)."""
+    """One momentum-free Muon step of each parameter with a gradient in ``group``, batched by matrix shape."""
     lr, wd = group["lr"], group["weight_decay"]
-    for p in group["params"]:
-        if p.grad is None:
-            continue
-        if p.grad.is_sparse:
-            raise RuntimeError("Muon does not support sparse gradients")
-        update, rows, cols = orthogonalised_update(p.grad, group)
-        p.mul_(1 - lr * wd)
-        p.add_(update, alpha=-ADJUST_LR[group["adjust_lr_fn"]](lr, rows, cols))
+    params = [p for p in group["params"] if p.grad is not None]
+    if any(p.grad.is_sparse for p in params):
+        raise RuntimeError("Muon does not support sparse gradients")
+    keys = [(matrix_shape(p.grad, group["split_halves"]), p.device, p.grad.dtype) for p in params]
+    for batch in batches(keys, [p.numel() for p in params], NS_BATCH_ELEMENTS):
+        ps = [params[i] for i in batch]
+        # updates in the parameters' dtype (= the gradients'): _foreach_add_'s fused path needs one dtype
+        updates, rows, cols = orthogonalised_updates([p.grad for p in ps], group, out_dtype=ps[0].dtype)
+        if wd:
+            # a 0-dim float64 tensor, not a float: CPU's _foreach_mul_ rounds a Python float to a bf16/fp16
+            # parameter's dtype (0.998 → 0.996, torch 2.13); p.mul_ (torch.optim.Muon) multiplies in fp32
+            torch._foreach_mul_(ps, torch.tensor(1 - lr * wd, dtype=torch.float64))
+        torch._foreach_add_(ps, updates, alpha=-ADJUST_LR[group["adjust_lr_fn"]](lr, rows, cols))
 
 
 class Muon(torch.optim.Optimizer):
