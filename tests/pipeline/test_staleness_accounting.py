@@ -123,3 +123,11 @@ def test_accounting_balances_and_detects_loss():
         acc.add_dropped("lost", 1)
     again = Accounting.from_state_dict(acc.state_dict())
     assert again == acc and again.metrics()["samples/dropped/stale"] == 4.0
+
+
+def test_every_step_logs_the_trainer_call_time():
+    """``perf/train_call_s``: the driver's round trip of each trainer call (here a trainer that takes 50 ms)."""
+    orch, _, _, _, logger = run_orchestrator(make_cfg(1), 3, heavy_tailed(0), train_s=0.05)
+    steps = [r for r in logger.records if "train/loss" in r]
+    assert len(steps) == 3 and all(0.05 <= r["perf/train_call_s"] < 5.0 for r in steps)
+    assert orch.trainer_busy_s == pytest.approx(sum(r["perf/train_call_s"] for r in steps))

@@ -101,3 +101,13 @@ def test_trainer_step_logs_replay_metrics():
     m = trainer.train_step([a, b, c])
     assert m["replay/coverage"] == (8 + 4) / (8 + 4 + 8)
     assert m["replay/sample_coverage"] == 2 / 3 and 0.0 < m["replay/disagreement"] <= 1.0
+
+
+def test_trainer_step_reports_its_compute_time():
+    from zaya_rl.config import config_from_dict
+    from zaya_rl.pipeline.trainer_actor import TrainerActor
+
+    trainer = TrainerActor(config_from_dict({}).model_dump(mode="json"))
+    a, b = _samples(trainer.model)
+    t = trainer.train_step([a, b])["perf/train_compute_s"]
+    assert 0.0 < t < 60.0

@@ -300,7 +300,11 @@ class Orchestrator:
         return await self.actors.trainer.train_step.remote(samples)
 
     def _on_train_done(self, metrics: dict[str, Any]) -> None:
-        self.trainer_busy_s += time.perf_counter() - self._train_t0
+        call_s = time.perf_counter() - self._train_t0
+        self.trainer_busy_s += call_s
+        # the trainer call's round trip: the actor's own compute (perf/train_compute_s) plus Ray's transfer and
+        # any call queued before it on the actor (the weights of the version before)
+        metrics = {**metrics, "perf/train_call_s": call_s}
         batch, self.train_batch, self.train_task = self.train_batch, [], None
         for g, _ in batch:
             self.draws.pop(g.spec.group_id, None)

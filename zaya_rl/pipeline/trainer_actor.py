@@ -16,6 +16,7 @@ is one actor per rank (``pipeline.actors`` creates them and calls ``init_paralle
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from zaya_rl.config import RunConfig
@@ -119,8 +120,13 @@ class TrainerActor:
             g["lr"] = lr * scale
 
     def train_step(self, samples: list[TrainSample]) -> dict[str, float]:
+        """One optimizer step on ``samples``; its metrics, with ``perf/train_compute_s``: the step's time on this
+        actor (device work included: a GPU trainer synchronises before reading the clock)."""
+        import torch
+
         from zaya_rl.trainer.step import train_step
 
+        t0 = time.perf_counter()
         self._set_lr()
         if self.setup.engine is None:
             res = train_step(self.model, self.optimizer, samples, settings=self.settings, pad_id=self.pad_id)
@@ -136,7 +142,10 @@ class TrainerActor:
             return {**res.metrics, "train/skipped": 1.0, "train/skip_reason": res.reason}
         self.nonfinite_streak = 0
         self.step += 1
-        return {**res.metrics, "train/skipped": 0.0, "train/lr": self.optimizer.param_groups[0]["lr"]}
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return {**res.metrics, "train/skipped": 0.0, "train/lr": self.optimizer.param_groups[0]["lr"],
+                "perf/train_compute_s": time.perf_counter() - t0}
 
     def _distributed_step(self, samples: list[TrainSample]) -> Any:
         from zaya_rl.trainer.parallel_step import global_counts, shard_samples
