@@ -54,6 +54,24 @@ def _curve(records: list[dict[str, Any]], tasks: list[str]) -> dict[str, list]:
     return {"step": steps, **acc}
 
 
+#: Per-step seconds summarised by ``step_timing`` (``docs/concepts.md`` §4 says what each one times).
+TIMING_KEYS = ("perf/train_compute_s", "perf/train_call_s", "perf/publish_s")
+
+
+def step_timing(records: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Medians over a run's optimizer steps: the interval between steps and each of ``TIMING_KEYS`` (None where
+    the run did not log it)."""
+    import statistics
+
+    times = [r["time_s"] for r in records if "train/loss" in r and "time_s" in r]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    out: dict[str, float | None] = {"step_interval_s": round(statistics.median(gaps), 4) if gaps else None}
+    for key in TIMING_KEYS:
+        vals = [r[key] for r in records if isinstance(r.get(key), (int, float))]
+        out[key.removeprefix("perf/")] = round(statistics.median(vals), 4) if vals else None
+    return out
+
+
 def build(async_run: Path, sync_run: Path | None, rsa: Path | None, device: str) -> dict[str, Any]:
     """The issue-12 record of one machine (module docstring)."""
     a = _load_run(async_run)
@@ -82,6 +100,7 @@ def build(async_run: Path, sync_run: Path | None, rsa: Path | None, device: str)
         "settings": {k: a["cfg"][k] for k in ("algorithm", "optim", "pipeline") if k in a["cfg"]}
         | {"sampling": a["cfg"]["rollout"]["sampling"], "canary": a["cfg"].get("canary")},
         "curve": {"async": _curve(a["records"], tasks)},
+        "step_timing": {"async": step_timing(a["records"])},
         "sync_accuracy_after": None, "rsa": None, "trl": None,
         "not_measured": {"trl": "not part of this run: benchmarks/trl_vs_zaya.py compares TRL GRPOTrainer on the same config"},
     }  # fmt: skip
@@ -97,6 +116,7 @@ def build(async_run: Path, sync_run: Path | None, rsa: Path | None, device: str)
         out["sync"] = {k: b["summary"][k] for k in ("wall_seconds", "rl_seconds", "samples_trained",
                                                      "optimizer_steps", "mode", "max_lag")}
         out["curve"]["sync"] = _curve(b["records"], tasks)
+        out["step_timing"]["sync"] = step_timing(b["records"])
     else:
         out["not_measured"]["sync_accuracy_after"] = "no sync run finished" if sync_run else "no sync run made"
     if rsa is not None and (rsa / "rsa_eval.json").is_file():
@@ -199,6 +219,8 @@ def markdown(record: dict[str, Any]) -> str:
         lines.append(f"\nTRL `GRPOTrainer` on the same config, {r['samples']} samples each: {r['wall_seconds']:.1f} s vs "
                      f"{r['zaya_wall_seconds']:.1f} s for zaya-rl's loop ({r['speedup_loop']:.2f}×; whole processes "
                      f"{r['speedup_process']:.2f}×), {acc}" + (f" ({r['note']})" if r.get("note") else "") + ".")
+    for mode, t in record.get("step_timing", {}).items():
+        lines.append(f"\nStep timing ({mode}, medians in s): " + ", ".join(f"{k} {v}" for k, v in t.items() if v is not None) + ".")
     for key, why in record["not_measured"].items():
         lines.append(f"\nNot measured: `{key}`: {why}.")
     return "\n".join(lines) + "\n"

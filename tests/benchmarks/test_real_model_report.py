@@ -15,6 +15,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from real_model_eval import wilson_interval  # noqa: E402
 from real_model_report import main as report_main  # noqa: E402
+from real_model_report import step_timing
 
 
 def _score_roots(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
@@ -69,3 +70,16 @@ def test_report_writes_the_issue_schema_with_intervals(tmp_path, capsys):
     assert rec["rsa"] is None and "rsa" in rec["not_measured"] and rec["trl"] is None
     assert rec["curve"]["async"]["step"] == [1, 2] and out.with_suffix(".png").stat().st_size > 1000
     assert "| rg/chain_sum | 0.250" in out.with_suffix(".md").read_text()
+
+
+def test_step_timing_takes_medians_of_the_logged_seconds():
+    recs = [{"step": 0, "time_s": 1.0, "eval/before/accuracy": 0.1},
+            {"step": 1, "time_s": 3.0, "train/loss": 0.1, "perf/train_compute_s": 0.5, "perf/train_call_s": 0.7},
+            {"step": 1, "time_s": 3.1, "perf/publish_s": 0.2},
+            {"step": 2, "time_s": 4.0, "train/loss": 0.1, "perf/train_compute_s": 0.4, "perf/train_call_s": 0.6},
+            {"step": 3, "time_s": 7.0, "train/loss": 0.1, "perf/train_compute_s": 0.9, "perf/train_call_s": 1.2,
+             "perf/publish_s": 0.4}]
+    assert step_timing(recs) == {"step_interval_s": 2.0, "train_compute_s": 0.5, "train_call_s": 0.7,
+                                 "publish_s": 0.3}
+    assert step_timing(recs[:1]) == {"step_interval_s": None, "train_compute_s": None, "train_call_s": None,
+                                     "publish_s": None}
