@@ -510,6 +510,8 @@ def main(argv: list[str] | None = None) -> int:
         targets.append(["base", str(cfg_path), ev_over])
     # in this order, so a deadline cuts the start model's evaluation first (run_evals saves after each)
     ev_path = work / "evals.json"
+    info = machine()
+    diffs = differences(cfg, cuda=bool(info.get("gpu")), advantage=args.trl_advantage)
 
     def record(evals: dict[str, Any], eval_s: float | None, eval_note: str | None) -> dict[str, Any]:
         n_env = len(cfg.data.environments)
@@ -519,13 +521,12 @@ def main(argv: list[str] | None = None) -> int:
             sides[side]["accuracy_after"] = evals.get(side, {}).get("accuracy")
         out = {
             "benchmark": "trl_vs_zaya", "config": args.config, "overrides": args.overrides, "resolved_config": str(cfg_path),
-            "machine": machine(), "load_average": load, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "machine": info, "load_average": load, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
             "model": cfg.model.path, "tasks": [e.model_dump(mode="json") for e in cfg.data.environments],
             "held_out_problems_per_env": n, "budget_samples": budget,
             "comparison": compare(sides["trl"], sides["zaya"], budget),
             "trl": sides["trl"], "zaya": sides["zaya"], "eval": evals,
-            "differences": differences(cfg, cuda=bool(machine().get("gpu")), advantage=args.trl_advantage),
-            "wall_s": round(time.time() - t_start, 1), "eval_s": eval_s,
+            "differences": diffs, "wall_s": round(time.time() - t_start, 1), "eval_s": eval_s,
         }
         if eval_note:
             out["eval_not_finished"] = eval_note
