@@ -216,7 +216,9 @@ def differences(cfg: Any, *, cuda: bool, advantage: str) -> list[str]:
                  "ladder's starting window (no feedback); zaya's ladder moves with its accuracy")
     d.append("generation: " + ("TRL vLLM colocate (in-process LLM, weights loaded after every step)" if cuda else
                                "TRL model.generate (its default; vLLM colocate targets GPUs)") + "; zaya rollout.engine="
-             f"{cfg.rollout.engine} ({cfg.rollout.num_workers} worker(s))")
+             f"{cfg.rollout.engine} ({cfg.rollout.num_workers} worker(s)), weights published by "
+             f"weight_sync.transport={cfg.weight_sync.transport} ({cfg.weight_sync.dtype}, {cfg.weight_sync.rounding} "
+             "rounding)")
     if cuda:
         d.append(f"importance weights: TRL token_truncate at C={cfg.algorithm.tis_cap} on vLLM vs trainer "
                  "log-probs (same cap as zaya)")

