@@ -432,6 +432,8 @@ def machine() -> dict[str, Any]:
             info["gpu"] = torch.cuda.get_device_name(0)
     except ImportError:
         pass
+    if os.environ.get("CUDA_MPS_PIPE_DIRECTORY"):  # benchmarks/gpu/lib.sh with MPS=1: both sides ran as MPS clients
+        info["cuda_mps"] = True
     return info
 
 

@@ -36,3 +36,25 @@ step() {
   echo "[$(( $(date +%s) - T0 ))s] $name rc=$rc ($(( $(date +%s) - t )) s)"
   return $rc
 }
+
+# MPS=1: run this call's CUDA processes under NVIDIA's Multi-Process Service. Without it, kernels of different
+# processes on one GPU never run at the same time: the GPU time-slices between their contexts (NVIDIA MPS docs,
+# "When to Use MPS"), so a colocated trainer and vLLM engine (placement.mode: colocated) take turns. The daemon
+# is this call's own (pipe and log folders under $WORK), started before the steps and stopped when the script
+# exits; the device's compute mode is left as it is. MPS_STATE in the summary says whether it ran.
+MPS_STATE=off
+if [ "${MPS:-0}" = 1 ]; then
+  if command -v nvidia-cuda-mps-control > /dev/null 2>&1; then
+    export CUDA_MPS_PIPE_DIRECTORY=$WORK/mps/pipe CUDA_MPS_LOG_DIRECTORY=$WORK/mps/log
+    mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+    if nvidia-cuda-mps-control -d; then
+      MPS_STATE=on
+      trap 'echo quit | nvidia-cuda-mps-control > /dev/null 2>&1' EXIT
+    else
+      MPS_STATE="failed to start"; unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+    fi
+  else
+    MPS_STATE="unavailable (no nvidia-cuda-mps-control)"
+  fi
+  echo "MPS: $MPS_STATE"
+fi
