@@ -41,7 +41,8 @@ step() {
 # processes on one GPU never run at the same time: the GPU time-slices between their contexts (NVIDIA MPS docs,
 # "When to Use MPS"), so a colocated trainer and vLLM engine (placement.mode: colocated) take turns. The daemon
 # is this call's own (pipe and log folders under $WORK), started before the steps and stopped when the script
-# exits; the device's compute mode is left as it is. MPS_STATE in the summary says whether it ran.
+# exits; the device's compute mode is left as it is. The call prints "MPS: <state>" (on, failed to start,
+# unavailable); Python records see CUDA_MPS_PIPE_DIRECTORY (trl_vs_zaya.py's machine.cuda_mps).
 MPS_STATE=off
 if [ "${MPS:-0}" = 1 ]; then
   if command -v nvidia-cuda-mps-control > /dev/null 2>&1; then
