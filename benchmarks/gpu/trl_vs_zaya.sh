@@ -12,8 +12,9 @@
 # Knobs: CFG (default configs/smollm2_gpu.yaml), TRAIN_STEPS (optimizer steps, default 24: 3,072 samples with that
 # config; more steps than the 6 of the first runs amortise each side's 4-6 s first step and give the held-out
 # comparison more to separate), EVAL_N (held-out problems per task, default 64), BOX (time box of each side, setup
-# included, default 180 s), BASE_EVAL=1 (also evaluate the start model; real_model.sh measures it anyway), BUDGET, OVERRIDES (extra
-# key=value overrides of the config; TRL reads only the fields it shares, e.g. weight_sync.* acts on zaya-rl alone).
+# included, default 180 s), BASE_EVAL=1 (also evaluate the start model; real_model.sh measures it anyway),
+# BUDGET, OVERRIDES (extra key=value overrides of the config; TRL reads only the fields it shares, e.g.
+# weight_sync.* acts on zaya-rl alone).
 # $OUT receives trl_vs_zaya_gpu.json and trl_vs_zaya_logs.tar.gz.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
