@@ -207,7 +207,9 @@ class TrainerConfig(Section):
     """``torch.set_float32_matmul_precision`` in the trainer process. ``high`` lets float32 matrix products run
     on TF32 tensor cores on NVIDIA GPUs since Ampere (products of 10-bit-mantissa inputs, float32 accumulation;
     the weights, gradients and optimizer stay float32), ``medium`` on bfloat16 ones; ``highest`` keeps full
-    float32 products. For a float32 trainer (``model.dtype: float32``) on a GPU; it changes nothing on CPU."""
+    float32 products. Meant for a float32 trainer (``model.dtype: float32``) on a GPU. torch maps the same setting
+    onto oneDNN's CPU matmuls (``torch.backends.mkldnn.matmul.fp32_precision``: ``high`` → tf32, ``medium`` →
+    bf16, torch 2.13), so on a CPU with bfloat16 instructions ``medium`` can lower the products there too."""
     max_consecutive_nan: int = Field(3, ge=1)
     """Stop the run after this many consecutive non-finite losses or gradients (each one skips its step)."""
     torch_threads: int = Field(1, ge=1)
