@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import threading
+import time
 
 import pytest
 from conftest import assert_books_balance, tiny_run_config, wait_for_step
@@ -22,10 +23,18 @@ BATCH = 16  # groups_per_step 4 × group_size 4
 
 
 def _kill_later(ray, cfg, role: str, step: int, errors: list) -> threading.Thread:
+    """SIGKILL the ``role`` actor once RL step ``step`` is logged; a rollout worker only while it is decoding
+    (else, on a loaded machine, the kill could land between two batches with nothing to resubmit)."""
+
     def run() -> None:
         try:
             wait_for_step(cfg.run_dir, step)
             handle = ray.get_actor(actor_name(cfg, role))
+            deadline = time.time() + 60
+            while role == "rollout" and ray.get(handle.groups_in_flight.remote()) == 0:
+                if time.time() > deadline:
+                    raise TimeoutError("the rollout worker had no group in flight for 60 s after the step")
+                time.sleep(0.005)
             os.kill(ray.get(handle.pid.remote()), signal.SIGKILL)
         except Exception as e:  # surfaced by the test
             errors.append(e)
