@@ -188,7 +188,9 @@ def trl_settings(cfg: Any, out_dir: Path, *, cuda: bool, advantage: str) -> dict
         kw.update({"vllm_mode": "colocate", "vllm_gpu_memory_utilization": v.gpu_memory_utilization,
                    "vllm_max_model_length": v.max_model_len, "vllm_importance_sampling_correction": True,
                    "vllm_importance_sampling_mode": "token_truncate",
-                   "vllm_importance_sampling_clip_max": a.tis_cap})
+                   "vllm_importance_sampling_clip_max": a.tis_cap,
+                   # TF32 products exactly when ours get them (HF TrainingArguments.tf32 sets the same torch flags)
+                   "tf32": cfg.trainer.matmul_precision != "highest"})
     return kw
 
 
@@ -219,6 +221,8 @@ def differences(cfg: Any, *, cuda: bool, advantage: str) -> list[str]:
              f"{cfg.rollout.engine} ({cfg.rollout.num_workers} worker(s)), weights published by "
              f"weight_sync.transport={cfg.weight_sync.transport} ({cfg.weight_sync.dtype}, {cfg.weight_sync.rounding} "
              "rounding)")
+    if cuda and cfg.trainer.matmul_precision == "medium":
+        d.append("float32 products: zaya's trainer uses bfloat16 ones (matmul_precision=medium); TRL gets TF32 (tf32=True)")
     if cuda:
         d.append(f"importance weights: TRL token_truncate at C={cfg.algorithm.tis_cap} on vLLM vs trainer "
                  "log-probs (same cap as zaya)")

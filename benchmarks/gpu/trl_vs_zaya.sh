@@ -36,7 +36,8 @@ BASE=""
 [ "${BASE_EVAL:-0}" = 1 ] || BASE="--no-base-eval"
 OVR=${OVERRIDES:-}
 if [ "$DRY" = 1 ]; then  # torch engine on CPU, tiny sizes: checks the plumbing, not the speed
-  OVR="rollout.engine=torch placement.mode=ray rollout.resources.num_gpus=0 trainer.resources.num_gpus=0
+  OVR="rollout.engine=torch weight_sync.transport=state_dict
+    placement.mode=ray rollout.resources.num_gpus=0 trainer.resources.num_gpus=0
     rollout.resources.num_cpus=0.5 trainer.resources.num_cpus=0.5 pipeline.scorer_resources.num_cpus=0.5
     pipeline.scorer_processes=1 ray.num_cpus=2 pipeline.groups_per_step=2 algorithm.group_size=2
     rollout.sampling.max_new_tokens=16 trainer.micro_batch_size=4 model.dtype=float32 $OVR"

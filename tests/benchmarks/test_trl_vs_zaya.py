@@ -109,6 +109,10 @@ def test_trl_settings_match_the_config(tmp_path):
     assert (kw["loss_type"], kw["beta"], kw["scale_rewards"]) == ("dr_grpo", 0.0, "none")
     assert kw["lr_scheduler_type"] == "constant_with_warmup" and kw["warmup_steps"] == 3
     assert kw["vllm_mode"] == "colocate" and kw["vllm_importance_sampling_clip_max"] == cfg.algorithm.tis_cap
+    assert kw["tf32"] is False
+    tf32, _ = bench.resolve_config("configs/tiny_cpu.yaml", ["model.path=/m", "sft.enabled=false",
+                                                            "trainer.matmul_precision=high"], tmp_path, 5)
+    assert bench.trl_settings(tf32, tmp_path, cuda=True, advantage="config")["tf32"] is True
     cpu = bench.trl_settings(cfg, tmp_path, cuda=False, advantage="dr_grpo")
     assert not cpu["use_vllm"] and "vllm_mode" not in cpu
 
