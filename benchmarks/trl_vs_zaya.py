@@ -21,7 +21,8 @@ How TRL is configured (``trl_settings``, recorded in the JSON): ``loss_type="dr_
 ``num_iterations=1`` (one update per generation batch, so PPO clipping never binds), ``num_generations = G``,
 one generation batch per optimizer step (``per_device_train_batch_size × gradient_accumulation_steps = batch``),
 dataset in stream order (``shuffle_dataset=False``), constant LR after our warm-up, float32 weights with bf16
-autocast when ``model.dtype`` is bfloat16 (TRL's defaults), ``gradient_checkpointing=False`` (TRL's default is
+autocast when ``model.dtype`` is bfloat16 (TRL's defaults), TF32 products (``tf32=True``) on a GPU whenever our
+``trainer.matmul_precision`` is not ``highest``, ``gradient_checkpointing=False`` (TRL's default is
 True; a 135M model needs no recomputation and ours does none). On a GPU: vLLM in colocate mode (TRL's
 recommended single-GPU mode) at our ``gpu_memory_utilization``, with truncated token-level importance weights
 capped at our ``tis_cap`` (``vllm_importance_sampling_mode="token_truncate"``). On a CPU: ``model.generate``
