@@ -38,6 +38,11 @@ canary (LZ77 degenerate-text check, reward 0) is not applied on the TRL side; ou
 when ``optim.muon`` is on, TRL's is AdamW at the same LR (``match_rms_adamw`` scales Muon's update to AdamW's
 RMS, so one LR means the same step size); a verifier failure is excluded from our loss but is reward 0 in TRL.
 
+Variants (``--zaya-variant "k=v k=v"``, repeatable): after both sides, more zaya runs, each with its overrides
+on top of the shared ones (e.g. ``optim.muon=false``), evaluated in the same process as the others and compared
+with the same TRL run (``variants`` in the JSON). A variant may not change what TRL's run shares (sample budget,
+task stream, seed, model); those are positional overrides, applied to both sides.
+
 Time box (``--time-box-s``, per side, setup included): TRL stops at the end of the step that crosses it and
 saves; zaya is stopped at it and its newest checkpoint (``checkpoint.every_steps``) is evaluated, or none if it
 wrote none. Then the time comparison is samples/s and the report says so. The speed ratio is always taken at the same trained-sample count: the first step at which
@@ -58,6 +63,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+#: ``--zaya-variant`` runs stop short of ``--deadline-s`` by this much per model still to evaluate (an H100
+#: evaluated one model of 128 held-out problems in 34-94 s on 2026-12-07), and are skipped below this box.
+EVAL_RESERVE_S = 60.0
+MIN_VARIANT_BOX_S = 60.0
 #: Settings every zaya run of this benchmark gets: no per-step evaluation in the timed run (both models are
 #: evaluated afterwards by the same code), no wandb, no plots.
 ZAYA_FORCED = ("eval.num_problems=0", "eval.every_steps=0", "logging.wandb_mode=disabled",
@@ -154,6 +163,24 @@ def resolve_config(config: str, overrides: list[str], work: Path, steps: int | N
     work.mkdir(parents=True, exist_ok=True)
     path = work / "config.yaml"
     path.write_text(dump_config(cfg))
+    return cfg, path
+
+
+def resolve_variant(base: Any, config: str, overrides: list[str], variant: str, work: Path,
+                    steps: int | None) -> tuple[Any, Path]:
+    """The config of a zaya-only variant (``--zaya-variant``: the base overrides, then ``variant``'s), in its own
+    folder. TRL runs the base config only, so a variant may change zaya's side (optimizer, lag, transport, ...)
+    but not what makes its comparison with TRL's run fair: the sample budget, the task stream and its seed."""
+    from zaya_rl.config import ConfigError
+
+    cfg, path = resolve_config(config, [*overrides, *variant.split()], work, steps)
+    fixed = {"pipeline.total_steps": (cfg.pipeline.total_steps, base.pipeline.total_steps),
+             "batch (groups_per_step x group_size)": (cfg.batch_size, base.batch_size),
+             "data": (cfg.data, base.data), "seed": (cfg.seed, base.seed), "model.path": (cfg.model.path, base.model.path)}
+    for key, (mine, theirs) in fixed.items():
+        if mine != theirs:
+            raise ConfigError(f"--zaya-variant {variant!r} changes {key}, which TRL's run shares: give it as a "
+                              "positional override (both sides) instead")
     return cfg, path
 
 
@@ -464,6 +491,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trl-threads", type=int, default=None,
                    help="torch threads of the TRL process on a CPU (default: trainer.torch_threads, as our trainer)")
     p.add_argument("--order", choices=("trl-first", "zaya-first"), default="trl-first")
+    p.add_argument("--zaya-variant", action="append", default=[], metavar="OVERRIDES",
+                   help="after both sides, one more zaya run with these space-separated overrides on top (repeatable); "
+                        "each is evaluated with the others and compared with the same TRL run")
     p.add_argument("--work", default=None, help="scratch folder (default: a new one under /tmp)")
     p.add_argument("--out", default=None, help="write the result JSON here")
     args = p.parse_args(argv)
@@ -473,6 +503,8 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(args.work or tempfile.mkdtemp(prefix="trl_vs_zaya_"))
     cfg, cfg_path = resolve_config(args.config, args.overrides, work, args.steps)
+    variant_cfgs = [resolve_variant(cfg, args.config, args.overrides, v, work / f"variant{i}", args.steps)
+                    for i, v in enumerate(args.zaya_variant)]  # before any run: a bad variant fails now
     budget = cfg.batch_size * cfg.pipeline.total_steps
     py = sys.executable
     # this checkout's code unless the caller's PYTHONPATH names another (e.g. a tree with more environments)
@@ -506,6 +538,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[trl_vs_zaya] {side}: {s['samples_trained']} samples in {s['loop_s']:.1f} s loop "
               f"({s['process_s']:.1f} s process){' - stopped by its time box' if s['stopped_by_time_box'] else ''}",
               flush=True)
+    variants: list[dict[str, Any]] = []
+    info = machine()
+    for i, (vcfg, vpath) in enumerate(variant_cfgs):
+        v: dict[str, Any] = {"name": f"variant{i}", "overrides": args.zaya_variant[i].split(),
+                             "differences": differences(vcfg, cuda=bool(info.get("gpu")), advantage=args.trl_advantage)}
+        variants.append(v)
+        # a variant never takes the time the evaluation of the models trained so far needs
+        box = min(args.time_box_s, deadline - time.time() - EVAL_RESERVE_S * (3 + i))
+        if box < MIN_VARIANT_BOX_S:
+            v["skipped"] = f"{box:.0f} s left for its run before --deadline-s (evaluations reserved)"
+            print(f"[trl_vs_zaya] {v['name']} skipped: {v['skipped']}", flush=True)
+            continue
+        print(f"[trl_vs_zaya] {v['name']} ({args.zaya_variant[i]}): time box {box:.0f} s", flush=True)
+        try:
+            v["zaya"] = run_zaya(vcfg, vpath, py, box, env)
+        except RuntimeError as e:  # the comparison of the two sides stands without it
+            v["failed"] = str(e)
+            print(f"[trl_vs_zaya] {v['name']} failed: {e}", flush=True)
+            continue
+        print(f"[trl_vs_zaya] {v['name']}: {v['zaya']['samples_trained']} samples in {v['zaya']['loop_s']:.1f} s loop",
+              flush=True)
     n = args.eval_problems
     ev_over = [f"eval.num_problems={n}", "eval.temperature=0"]
     targets = [["trl", str(cfg_path), [f"model.path={sides['trl']['model_dir']}", *ev_over]]]
@@ -515,11 +568,17 @@ def main(argv: list[str] | None = None) -> int:
     sides["zaya"]["checkpoint"] = str(zaya_ckpt) if zaya_ckpt else None
     if zaya_ckpt:  # a run folder without one would evaluate the config's start model instead
         targets.insert(0, ["zaya", sides["zaya"]["run_dir"], ev_over])
+    for v, (vcfg, _) in zip(variants, variant_cfgs, strict=True):
+        if "zaya" not in v:
+            continue
+        ckpt = latest_checkpoint(vcfg.checkpoint_root)
+        v["zaya"]["checkpoint"] = str(ckpt) if ckpt else None
+        if ckpt:
+            targets.append([v["name"], v["zaya"]["run_dir"], ev_over])
     if not args.no_base_eval:
         targets.append(["base", str(cfg_path), ev_over])
     # in this order, so a deadline cuts the start model's evaluation first (run_evals saves after each)
     ev_path = work / "evals.json"
-    info = machine()
     diffs = differences(cfg, cuda=bool(info.get("gpu")), advantage=args.trl_advantage)
 
     def record(evals: dict[str, Any], eval_s: float | None, eval_note: str | None) -> dict[str, Any]:
@@ -528,6 +587,9 @@ def main(argv: list[str] | None = None) -> int:
             ev["ci95"] = wilson(ev["accuracy"] * n * n_env, n * n_env)
         for side in ("trl", "zaya"):
             sides[side]["accuracy_after"] = evals.get(side, {}).get("accuracy")
+        for v in (v for v in variants if "zaya" in v):
+            v["zaya"]["accuracy_after"] = evals.get(v["name"], {}).get("accuracy")
+            v["comparison"] = compare(sides["trl"], v["zaya"], budget)
         out = {
             "benchmark": "trl_vs_zaya", "config": args.config, "overrides": args.overrides, "resolved_config": str(cfg_path),
             "machine": info, "load_average": load, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -537,6 +599,8 @@ def main(argv: list[str] | None = None) -> int:
             "trl": sides["trl"], "zaya": sides["zaya"], "eval": evals,
             "differences": diffs, "wall_s": round(time.time() - t_start, 1), "eval_s": eval_s,
         }
+        if variants:
+            out["variants"] = variants
         if eval_note:
             out["eval_not_finished"] = eval_note
         if args.out:  # written before the evaluation too, so a cut evaluation keeps the speed comparison
@@ -571,6 +635,10 @@ def main(argv: list[str] | None = None) -> int:
               f"zaya {c['accuracy_after']['zaya']:.3f} -> ratio {c['accuracy_ratio']} "
               f"({c['accuracy_points_zaya_minus_trl']:+.1f} points)"
               + (f"; start model {result['eval']['base']['accuracy']:.3f}" if "base" in result["eval"] else ""))
+    for v in (v for v in variants if "comparison" in v):
+        vc = v["comparison"]
+        print(f"[trl_vs_zaya] {v['name']} ({' '.join(v['overrides'])}): speed-up {vc.get('speedup_loop')}x, held-out "
+              f"{vc.get('accuracy_after', {}).get('zaya')} vs TRL {vc.get('accuracy_after', {}).get('trl')}", flush=True)
     print(json.dumps(result["comparison"] | {"accuracy_base": result["eval"].get("base", {}).get("accuracy")}), flush=True)
     return 0
 

@@ -14,7 +14,9 @@
 # comparison more to separate), EVAL_N (held-out problems per task, default 64), BOX (time box of each side, setup
 # included, default 180 s), BASE_EVAL=1 (also evaluate the start model; real_model.sh measures it anyway),
 # BUDGET, OVERRIDES (extra key=value overrides of the config; TRL reads only the fields it shares, e.g.
-# weight_sync.* acts on zaya-rl alone).
+# weight_sync.* acts on zaya-rl alone), VARIANTS (more zaya-rl runs after both sides, each compared with the
+# same TRL run: ';'-separated lists of overrides, e.g. VARIANTS="optim.muon=false;optim.lr=1.5e-4"; each adds
+# ~100 s of run and ~45 s of evaluation on an H100).
 # $OUT receives trl_vs_zaya_gpu.json and trl_vs_zaya_logs.tar.gz.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
@@ -50,13 +52,17 @@ if [ ! -f "$MODEL/config.json" ]; then
   step import 120 "$PY" -m zaya_rl.cli model import smollm2 --out "$MODEL" ${SMOLLM2_GGUF:+--gguf "$SMOLLM2_GGUF"}
 fi
 left=$(( BUDGET - ($(date +%s) - T0) - 15 ))
+VARGS=()
+IFS=';' read -ra _variants <<< "${VARIANTS:-}"
+for v in ${_variants[@]+"${_variants[@]}"}; do [ -n "${v// /}" ] && VARGS+=(--zaya-variant "$v"); done
 # shellcheck disable=SC2086  # OVR is a list of key=value overrides
 step trl_vs_zaya "$left" "$PY" benchmarks/trl_vs_zaya.py --config "$CFG" model.path="$MODEL" $OVR --steps "$TRAIN_STEPS" \
   --eval-problems "$EVAL_N" --time-box-s "$BOX" --deadline-s $(( left - 10 )) --work "$WORK/run" $BASE \
-  --out "$OUT/trl_vs_zaya_gpu.json"
+  ${VARGS[@]+"${VARGS[@]}"} --out "$OUT/trl_vs_zaya_gpu.json"
 [ "$DRY" = 1 ] || $PY -m ray.scripts.scripts stop --force > /dev/null 2>&1   # Ray daemons of a killed side
 # shellcheck disable=SC2046  # the globs' matches, one argument each
 tar czf "$OUT/trl_vs_zaya_logs.tar.gz" -C "$WORK" logs $(cd "$WORK" && ls -d run/*.log run/*.json run/config.yaml \
-  run/zaya/metrics.jsonl run/zaya/summary.json run/zaya/train.log 2> /dev/null) 2> /dev/null
+  run/zaya/metrics.jsonl run/zaya/summary.json run/zaya/train.log run/variant*/zaya_train.log \
+  run/variant*/zaya/metrics.jsonl run/variant*/zaya/summary.json 2> /dev/null) 2> /dev/null
 tail -1 "$WORK/logs/trl_vs_zaya.log"
 echo "total $(( $(date +%s) - T0 )) s; steps: {${STEPS%, }}; files in $OUT:" "$OUT"/*

@@ -177,3 +177,89 @@ def test_a_partial_evaluation_is_recorded_as_cut(monkeypatch, tmp_path):
     rec = json.loads(out.read_text())
     assert rec["trl"]["accuracy_after"] == 0.5 and rec["zaya"]["accuracy_after"] is None
     assert rec["eval_not_finished"].startswith("cut") and "trl" in rec["eval_not_finished"]
+
+
+@pytest.mark.parametrize("variant, field", [("pipeline.total_steps=3", "total_steps"), ("seed=7", "seed"),
+                                            ("pipeline.groups_per_step=3", "batch"), ("data.system_prompt=x", "data")])
+def test_a_variant_may_not_change_what_trl_shares(tmp_path, variant, field):
+    base, _ = bench.resolve_config("configs/tiny_cpu.yaml", ["model.path=/m", "sft.enabled=false"], tmp_path, None)
+    with pytest.raises(ConfigError, match=field):
+        bench.resolve_variant(base, "configs/tiny_cpu.yaml", ["model.path=/m", "sft.enabled=false"], variant,
+                              tmp_path / "v", None)
+    ok, _ = bench.resolve_variant(base, "configs/tiny_cpu.yaml", ["model.path=/m", "sft.enabled=false"],
+                                  "optim.muon=false", tmp_path / "v", None)
+    assert not ok.optim.muon and ok.run_dir != base.run_dir
+
+
+def test_variants_run_after_both_sides_and_are_compared_with_the_same_trl_run(monkeypatch, tmp_path):
+    from zaya_rl.paths import COMPLETE_MARKER, step_dir
+
+    limits = _fake_sides(monkeypatch, tmp_path, eval_rc=0, eval_targets=("trl", "zaya", "variant0", "variant1"))
+    runs = []
+
+    def zaya(cfg, cfg_path, py, box, env):  # a run that leaves a checkpoint, as zaya-rl train does
+        runs.append(cfg)
+        ckpt = step_dir(cfg.checkpoint_root, 2)
+        ckpt.mkdir(parents=True)
+        (ckpt / COMPLETE_MARKER).write_text("")
+        loop = 1.0 if cfg.optim.muon else 4.0
+        return {"samples_trained": 16, "loop_s": loop, "curve": [[loop / 2, 8], [loop, 16]],
+                "stopped_by_time_box": False, "process_s": 9.0, "run_dir": str(cfg.run_dir)}
+
+    monkeypatch.setattr(bench, "run_zaya", zaya)
+    out = tmp_path / "r.json"
+    bench.main(["--config", "configs/tiny_cpu.yaml", "model.path=/m", "sft.enabled=false", "--steps", "2",
+                "--work", str(tmp_path / "w"), "--out", str(out), "--no-base-eval",
+                "--zaya-variant", "optim.muon=false", "--zaya-variant", "optim.lr=1e-4 pipeline.max_lag=2"])
+    assert [(c.optim.muon, c.optim.lr, c.pipeline.max_lag) for c in runs] == [
+        (True, runs[0].optim.lr, runs[0].pipeline.max_lag), (False, runs[0].optim.lr, runs[0].pipeline.max_lag),
+        (True, 1e-4, 2)]
+    assert len({str(c.run_dir) for c in runs}) == 3  # each run in its own folder
+    rec = json.loads(out.read_text())
+    v0, v1 = rec["variants"]
+    assert v0["overrides"] == ["optim.muon=false"] and v1["overrides"] == ["optim.lr=1e-4", "pipeline.max_lag=2"]
+    # TRL reached 16 samples in 4.0 s: the Muon variant in 1.0 s (4x), the AdamW one in 4.0 s (1x)
+    assert v0["comparison"]["speedup_loop"] == pytest.approx(1.0) and v1["comparison"]["speedup_loop"] == pytest.approx(4.0)
+    assert v0["zaya"]["accuracy_after"] == 0.5 and v0["comparison"]["accuracy_after"] == {"trl": 0.5, "zaya": 0.5}
+    assert len(limits) == 1  # one evaluation process for all four models
+
+
+def test_a_bad_variant_fails_before_any_run(monkeypatch, tmp_path):
+    _fake_sides(monkeypatch, tmp_path, eval_rc=0, eval_targets=())
+    monkeypatch.setattr(bench, "run_zaya", lambda *a: pytest.fail("a run started"))
+    with pytest.raises(ConfigError, match="seed"):
+        bench.main(["--config", "configs/tiny_cpu.yaml", "model.path=/m", "sft.enabled=false", "--steps", "2",
+                    "--work", str(tmp_path / "w"), "--zaya-variant", "seed=3"])
+
+
+def test_a_failed_or_late_variant_leaves_the_two_sides_compared(monkeypatch, tmp_path):
+    from zaya_rl.paths import COMPLETE_MARKER, step_dir
+
+    _fake_sides(monkeypatch, tmp_path, eval_rc=0, eval_targets=("trl", "zaya"))
+    t0, now, boxes = bench.time.time(), [0.0], []
+    monkeypatch.setattr(bench.time, "time", lambda: t0 + now[0])
+
+    def zaya(cfg, cfg_path, py, box, env):  # each zaya run takes 100 s of the fake clock
+        boxes.append(box)
+        now[0] += 100.0
+        if len(boxes) == 2:
+            raise RuntimeError("zaya-rl train failed (rc=1)")
+        ckpt = step_dir(cfg.checkpoint_root, 2)
+        ckpt.mkdir(parents=True)
+        (ckpt / COMPLETE_MARKER).write_text("")
+        return {"samples_trained": 16, "loop_s": 2.0, "curve": [[1.0, 8], [2.0, 16]], "stopped_by_time_box": False,
+                "process_s": 9.0, "run_dir": str(cfg.run_dir)}
+
+    monkeypatch.setattr(bench, "run_zaya", zaya)
+    out = tmp_path / "r.json"
+    bench.main(["--config", "configs/tiny_cpu.yaml", "model.path=/m", "sft.enabled=false", "--steps", "2",
+                "--work", str(tmp_path / "w"), "--out", str(out), "--no-base-eval", "--deadline-s", "400",
+                "--time-box-s", "150", "--zaya-variant", "optim.muon=false", "--zaya-variant", "optim.lr=1e-4"])
+    rec = json.loads(out.read_text())
+    assert rec["comparison"]["accuracy_after"] == {"trl": 0.5, "zaya": 0.5}  # the main pair is intact
+    v0, v1 = rec["variants"]
+    assert "failed" in v0 and "zaya" not in v0 and "comparison" not in v0
+    assert "skipped" in v1 and "zaya" not in v1
+    # zaya: its 150-s box; variant0 at t=100: 400 - 100 - 3 evaluations x 60 s = 120 s; variant1 at t=200:
+    # 400 - 200 - 4 x 60 < 60 s, so it never starts
+    assert boxes == [150, pytest.approx(120.0)]
