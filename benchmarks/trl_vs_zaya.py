@@ -9,7 +9,8 @@ processes and timeouts as our scorers), sample budget (``total_steps × groups_p
 generation length, temperature, learning rate, AdamW betas/eps, weight decay, gradient clip and warm-up.
 Each side runs in its own process, one after the other, on the same machine; then one evaluation process
 scores both trained models (and the start model) on the same held-out problems with our ``evaluate_target``
-(what ``zaya-rl eval`` runs), greedy.
+(what ``zaya-rl eval`` runs), greedy, in an engine at the trainer's precision (``eval.engine_dtype``: a float32
+model is not rounded to a bfloat16 engine's grid, which erases most of a short RL run's update).
 
     python benchmarks/trl_vs_zaya.py --config configs/smollm2_cpu.yaml --steps 4 --eval-problems 32 \
         --time-box-s 900 --out benchmarks/results/trl_vs_zaya_cpu.json
@@ -579,6 +580,11 @@ def main(argv: list[str] | None = None) -> int:
         targets.append(["base", str(cfg_path), ev_over])
     # in this order, so a deadline cuts the start model's evaluation first (run_evals saves after each)
     ev_path = work / "evals.json"
+    from zaya_rl.pipeline.run import eval_engine_config
+
+    # what every evaluated model is held in (eval.engine_dtype; before 2026-12-07's sixth stop: the rollout engine's)
+    eval_dtype = (eval_engine_config(cfg).rollout.vllm.engine_kwargs.get("dtype", cfg.model.dtype)
+                  if cfg.rollout.engine == "vllm" else cfg.model.dtype)
     diffs = differences(cfg, cuda=bool(info.get("gpu")), advantage=args.trl_advantage)
 
     def record(evals: dict[str, Any], eval_s: float | None, eval_note: str | None) -> dict[str, Any]:
@@ -594,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
             "benchmark": "trl_vs_zaya", "config": args.config, "overrides": args.overrides, "resolved_config": str(cfg_path),
             "machine": info, "load_average": load, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
             "model": cfg.model.path, "tasks": [e.model_dump(mode="json") for e in cfg.data.environments],
-            "held_out_problems_per_env": n, "budget_samples": budget,
+            "held_out_problems_per_env": n, "budget_samples": budget, "eval_engine_dtype": eval_dtype,
             "comparison": compare(sides["trl"], sides["zaya"], budget),
             "trl": sides["trl"], "zaya": sides["zaya"], "eval": evals,
             "differences": diffs, "wall_s": round(time.time() - t_start, 1), "eval_s": eval_s,

@@ -216,6 +216,7 @@ def test_variants_run_after_both_sides_and_are_compared_with_the_same_trl_run(mo
         (True, 1e-4, 2)]
     assert len({str(c.run_dir) for c in runs}) == 3  # each run in its own folder
     rec = json.loads(out.read_text())
+    assert rec["eval_engine_dtype"] == "float32"
     v0, v1 = rec["variants"]
     assert v0["overrides"] == ["optim.muon=false"] and v1["overrides"] == ["optim.lr=1e-4", "pipeline.max_lag=2"]
     # TRL reached 16 samples in 4.0 s: the Muon variant in 1.0 s (4x), the AdamW one in 4.0 s (1x)

@@ -66,3 +66,48 @@ def test_after_rl_train_levels_evaluates_where_the_adaptive_ladder_climbed_per_l
     assert all(after[f"arithmetic/d{d}"] == 1.0 for d in levels) and after["reverse/d2"] == 0.0, after
     assert after["arithmetic"] == 1.0 and after["accuracy"] == 0.5 and after["errors"] == 0.0
     assert {k for k in fixed if "/d" in k} == {"arithmetic/d0", "reverse/d2"}  # the default stays at level 0
+
+
+def _vllm_cfg(**over):
+    d = {"run_dir": "/tmp/unused", "model": {"dtype": "float32"},
+         "rollout": {"engine": "vllm", "vllm": {"engine_kwargs": {"dtype": "bfloat16", "max_num_batched_tokens": 4096}}}}
+    for key, value in over.items():
+        section, field = key.split("__")
+        d.setdefault(section, {})[field] = value
+    return config_from_dict(d)
+
+
+def test_evaluating_a_checkpoint_runs_vllm_at_the_trainers_precision(monkeypatch, tmp_path):
+    """``zaya-rl eval`` (``evaluate_target``) hands the actors a config whose vLLM engine holds float32 weights:
+    a float32 checkpoint is not rounded to the rollout engine's bfloat16."""
+    import zaya_rl.pipeline.actors as actors_mod
+    from zaya_rl.config import dump_config
+    from zaya_rl.pipeline import run
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def create_actors(cfg, accounting, with_trainer):
+        seen.append(cfg)
+        raise Stop
+
+    monkeypatch.setattr(run, "init_ray", lambda cfg: False)
+    monkeypatch.setattr(actors_mod, "create_actors", create_actors)
+    for engine_dtype, expected in (("model", "float32"), ("rollout", "bfloat16")):
+        path = tmp_path / f"{engine_dtype}.yaml"
+        path.write_text(dump_config(_vllm_cfg(eval__engine_dtype=engine_dtype)))
+        with pytest.raises(Stop):
+            run.evaluate_target(path)
+        kw = seen[-1].rollout.vllm.engine_kwargs
+        assert kw == {"dtype": expected, "max_num_batched_tokens": 4096}
+
+
+def test_eval_engine_config_leaves_matching_or_unset_dtypes_alone():
+    from zaya_rl.pipeline.run import eval_engine_config
+
+    same = _vllm_cfg(model__dtype="bfloat16")
+    assert eval_engine_config(same) is same
+    unset = config_from_dict({"run_dir": "/tmp/unused", "rollout": {"engine": "vllm"}})
+    assert eval_engine_config(unset) is unset and "dtype" not in unset.rollout.vllm.engine_kwargs

@@ -69,6 +69,7 @@ def evaluate_target(target: str | Path, overrides: list[str] | None = None) -> d
         raise ConfigError(f"{target}: not a config file, a run folder or a checkpoint folder")
     if model_path:
         cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"path": model_path})})
+    cfg = eval_engine_config(cfg)
     owns_ray = init_ray(cfg)
     actors = create_actors(cfg, Accounting(), with_trainer=False)
     try:
@@ -78,6 +79,16 @@ def evaluate_target(target: str | Path, overrides: list[str] | None = None) -> d
         actors.kill()
         if owns_ray:
             ray.shutdown()
+
+
+def eval_engine_config(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with the vLLM engine at the trainer's precision when ``eval.engine_dtype`` is ``model`` (a weight
+    read from disk is then evaluated as trained, not rounded to the rollout engine's dtype)."""
+    v = cfg.rollout.vllm
+    if cfg.eval.engine_dtype != "model" or v.engine_kwargs.get("dtype", cfg.model.dtype) == cfg.model.dtype:
+        return cfg
+    vllm = v.model_copy(update={"engine_kwargs": {**v.engine_kwargs, "dtype": cfg.model.dtype}})
+    return cfg.model_copy(update={"rollout": cfg.rollout.model_copy(update={"vllm": vllm})})
 
 
 async def _eval_only(cfg: RunConfig, actors: Any, ckpt: Path | None) -> dict[str, float]:
