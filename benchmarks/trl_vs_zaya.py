@@ -582,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
     ev_path = work / "evals.json"
     from zaya_rl.pipeline.run import eval_engine_config
 
-    # what every evaluated model is held in (eval.engine_dtype; before 2026-12-07's sixth stop: the rollout engine's)
+    # the precision every evaluated model is held in (eval.engine_dtype)
     eval_dtype = (eval_engine_config(cfg).rollout.vllm.engine_kwargs.get("dtype", cfg.model.dtype)
                   if cfg.rollout.engine == "vllm" else cfg.model.dtype)
     diffs = differences(cfg, cuda=bool(info.get("gpu")), advantage=args.trl_advantage)
