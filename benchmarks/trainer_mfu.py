@@ -30,6 +30,9 @@ read from ``torch.cuda.get_device_name()``; unknown devices report no MFU.
     python benchmarks/trainer_mfu.py --model-path /path/to/SmolLM2-135M-Instruct          # GPU, ~2-3 min
     python benchmarks/trainer_mfu.py --dry-run --model-path DIR                           # CPU, tiny sizes
 
+``--profile N`` times one more step under ``torch.profiler``: the device's busy time against the step's wall time
+(what is left is the host: launches, Python, synchronisations) and the N ops with the most self device time.
+
 Prints one JSON line (last line) with every figure; ``--out FILE`` also writes it.
 """
 
@@ -44,6 +47,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -157,6 +161,8 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         if i >= args.warmup:
             times.append(time.perf_counter() - t0)
             opt_times.append(opt_time[0])
+    profile = kernel_profile(lambda: train_step(model, optimizer, samples, settings=settings, pad_id=pad_id),
+                             sync, device, args.profile) if args.profile else None
     counts = flop_counts(model)
     tokens = args.seq_len * args.sequences
     loss_tokens = sum(len(s.token_ids) for s in samples)
@@ -178,10 +184,43 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         "experts_implementation": getattr(model.config, "_experts_implementation", None),
         **describe_kernels(model, settings),
     }
+    if profile is not None:
+        out["profile"] = profile
     if device == "cuda":
         out["peak_memory_gb"] = torch.cuda.max_memory_allocated() / 1e9
         out["device_memory_gb"] = torch.cuda.get_device_properties(0).total_memory / 1e9
     return out
+
+
+def kernel_profile(step: Callable[[], Any], sync: Callable[[], None], device: str, top: int) -> dict[str, Any]:
+    """One more step under ``torch.profiler``: the device's busy time (the sum of its kernels) against the step's
+    wall time (a gap means the step waits on the host: launches, Python, syncs) and the ``top`` kernels by time.
+    On a CPU (dry run) the ops' self CPU time stands in for kernels."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    sync()
+    with profile(activities=acts) as prof:
+        t0 = time.perf_counter()
+        step()
+        sync()
+        wall = time.perf_counter() - t0
+    if device == "cuda":  # the kernels themselves: an op's own row would count its kernels a second time
+        from torch.autograd import DeviceType
+
+        events = [e for e in prof.key_averages() if e.device_type == DeviceType.CUDA]
+        attr = "self_device_time_total"
+    else:
+        events, attr = list(prof.key_averages()), "self_cpu_time_total"
+    busy_us = sum(getattr(e, attr) for e in events)
+    rows = sorted(events, key=lambda e: -getattr(e, attr))[:top]
+    return {
+        "wall_s": wall, "device_busy_s": busy_us / 1e6, "busy_fraction": busy_us / 1e6 / wall,
+        "top": [{"op": e.key[:120], "self_s": getattr(e, attr) / 1e6, "calls": e.count,
+                 "share": getattr(e, attr) / max(busy_us, 1e-9)} for e in rows],
+        "torch": torch.__version__,
+    }
 
 
 def _worker(which: str, args: argparse.Namespace, extra: list[str], timeout: float) -> dict[str, Any]:
@@ -232,6 +271,8 @@ def main() -> None:
                    help="trainer.compile: torch.compile each decoder layer (the warm-up step compiles)")
     p.add_argument("--time-box", type=float, help="seconds for the whole run (default 170; dry run 1500)")
     p.add_argument("--dry-run", action="store_true", help="CPU, fp32, tiny shapes: checks the script, not speed")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="one more step under torch.profiler: device busy time vs wall, and the N heaviest ops")
     p.add_argument("--out", help="also write the JSON here")
     p.add_argument("--worker", choices=["real", "zaya"], help=argparse.SUPPRESS)
     args = p.parse_args()

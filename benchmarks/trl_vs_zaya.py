@@ -8,9 +8,11 @@ checks that TRL's prompt token ids equal ours), verifier (our ``VerifierPool``: 
 processes and timeouts as our scorers), sample budget (``total_steps × groups_per_step × group_size``),
 generation length, temperature, learning rate, AdamW betas/eps, weight decay, gradient clip and warm-up.
 Each side runs in its own process, one after the other, on the same machine; then one evaluation process
-scores both trained models (and the start model) on the same held-out problems with our ``evaluate_target``
-(what ``zaya-rl eval`` runs), greedy, in an engine at the trainer's precision (``eval.engine_dtype``: a float32
-model is not rounded to a bfloat16 engine's grid, which erases most of a short RL run's update).
+scores both trained models (and the start model) on the same held-out problems with our ``evaluate_targets``
+(what ``zaya-rl eval`` runs; one engine, each model's weights reloaded into it, and the first model reloaded once
+more at the end: ``eval_reload_check`` says whether it scored exactly as in its fresh engine), greedy, in an
+engine at the trainer's precision (``eval.engine_dtype``: a float32 model is not rounded to a bfloat16 engine's grid, which
+erases most of a short RL run's update).
 
     python benchmarks/trl_vs_zaya.py --config configs/smollm2_cpu.yaml --steps 4 --eval-problems 32 \
         --time-box-s 900 --out benchmarks/results/trl_vs_zaya_cpu.json
@@ -64,9 +66,14 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-#: ``--zaya-variant`` runs stop short of ``--deadline-s`` by this much per model still to evaluate (an H100
-#: evaluated one model of 128 held-out problems in 34-94 s on 2026-12-07), and are skipped below this box.
-EVAL_RESERVE_S = 60.0
+#: ``--zaya-variant`` runs stop short of ``--deadline-s`` by what the evaluation of the models trained by then
+#: needs: the engine's start-up with the first model (94 s on an H100, 2026-12-07, 256 problems in float32) and
+#: each further model reloaded into it (7-8 s against 25 s for a fresh engine on this 2-core CPU; the GPU figure is
+#: a guess); a variant is skipped below ``MIN_VARIANT_BOX_S``.
+EVAL_FIRST_S = 100.0
+#: The evaluation of the first model again, after the others were reloaded into its engine (``reload_equal``).
+RELOAD_CHECK = "reload_check"
+EVAL_NEXT_S = 30.0
 MIN_VARIANT_BOX_S = 60.0
 #: Settings every zaya run of this benchmark gets: no per-step evaluation in the timed run (both models are
 #: evaluated afterwards by the same code), no wandb, no plots.
@@ -425,23 +432,23 @@ def _wait(proc: subprocess.Popen, limit: float) -> bool:
 
 # ---------------------------------------------------------------------------------------------- evaluation
 def run_evals(cfg_path: Path, targets: list[list[Any]], result: Path) -> dict[str, Any]:
-    """Our held-out evaluation (``evaluate_target``, what ``zaya-rl eval`` runs) of each ``[name, target,
-    overrides]``, in one process and one Ray instance; ``result`` is rewritten after each (a kill keeps those
-    done)."""
+    """Our held-out evaluation (``evaluate_targets``, what ``zaya-rl eval`` runs) of each ``[name, target,
+    overrides]``, in one process, one Ray instance and, where the models allow, one engine that reloads each
+    model's weights; ``result`` is rewritten after each (a kill keeps those done)."""
     import ray
 
     from zaya_rl.config import load_config
-    from zaya_rl.pipeline.run import evaluate_target, init_ray
+    from zaya_rl.pipeline.run import evaluate_targets, init_ray
 
     owns = init_ray(load_config(cfg_path))
     out = {}
     try:
-        for name, target, overrides in targets:
-            t = time.time()
-            res = evaluate_target(target, overrides)
+        t = time.time()
+        for name, res in evaluate_targets([tuple(x) for x in targets]):
             out[name] = {**res, "eval_s": round(time.time() - t, 2)}
             result.write_text(json.dumps(out, indent=1))
             print(f"[eval] {name}: {res['accuracy']:.3f} ({time.time() - t:.0f} s)", flush=True)
+            t = time.time()
     finally:
         if owns:
             ray.shutdown()
@@ -449,6 +456,13 @@ def run_evals(cfg_path: Path, targets: list[list[Any]], result: Path) -> dict[st
 
 
 # ---------------------------------------------------------------------------------------------- driver
+def reload_equal(fresh: dict[str, Any], reloaded: dict[str, Any]) -> bool:
+    """Whether a model reloaded into the shared evaluation engine scored as in its own fresh engine (every
+    accuracy; greedy, so an exact reload gives the same answers)."""
+    keys = [k for k in fresh if k not in ("model", "eval_s", "ci95")]
+    return all(fresh[k] == reloaded.get(k) for k in keys)
+
+
 def machine() -> dict[str, Any]:
     import importlib.metadata as md
 
@@ -546,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
                              "differences": differences(vcfg, cuda=bool(info.get("gpu")), advantage=args.trl_advantage)}
         variants.append(v)
         # a variant never takes the time the evaluation of the models trained so far needs
-        box = min(args.time_box_s, deadline - time.time() - EVAL_RESERVE_S * (3 + i))
+        box = min(args.time_box_s, deadline - time.time() - EVAL_FIRST_S - EVAL_NEXT_S * (2 + i))
         if box < MIN_VARIANT_BOX_S:
             v["skipped"] = f"{box:.0f} s left for its run before --deadline-s (evaluations reserved)"
             print(f"[trl_vs_zaya] {v['name']} skipped: {v['skipped']}", flush=True)
@@ -562,6 +576,8 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
     n = args.eval_problems
     ev_over = [f"eval.num_problems={n}", "eval.temperature=0"]
+    if cfg.rollout.engine == "vllm":  # no compilation or CUDA-graph capture for a few hundred greedy answers:
+        ev_over.append("rollout.vllm.enforce_eager=true")  # an evaluation engine's start-up was most of its 34-94 s
     targets = [["trl", str(cfg_path), [f"model.path={sides['trl']['model_dir']}", *ev_over]]]
     from zaya_rl.paths import latest_checkpoint
 
@@ -578,7 +594,10 @@ def main(argv: list[str] | None = None) -> int:
             targets.append([v["name"], v["zaya"]["run_dir"], ev_over])
     if not args.no_base_eval:
         targets.append(["base", str(cfg_path), ev_over])
-    # in this order, so a deadline cuts the start model's evaluation first (run_evals saves after each)
+    if len(targets) > 1:  # the first model once more, reloaded: must score exactly as its fresh engine did
+        targets.append([RELOAD_CHECK, *targets[0][1:]])
+    # in this order, so a deadline cuts the reload check, then the start model's evaluation first (run_evals
+    # saves after each)
     ev_path = work / "evals.json"
     from zaya_rl.pipeline.run import eval_engine_config
 
@@ -605,6 +624,9 @@ def main(argv: list[str] | None = None) -> int:
             "trl": sides["trl"], "zaya": sides["zaya"], "eval": evals,
             "differences": diffs, "wall_s": round(time.time() - t_start, 1), "eval_s": eval_s,
         }
+        if RELOAD_CHECK in evals:
+            first = targets[0][0]
+            out["eval_reload_check"] = {"model": first, "equal": reload_equal(evals[first], evals[RELOAD_CHECK])}
         if variants:
             out["variants"] = variants
         if eval_note:
@@ -645,6 +667,10 @@ def main(argv: list[str] | None = None) -> int:
         vc = v["comparison"]
         print(f"[trl_vs_zaya] {v['name']} ({' '.join(v['overrides'])}): speed-up {vc.get('speedup_loop')}x, held-out "
               f"{vc.get('accuracy_after', {}).get('zaya')} vs TRL {vc.get('accuracy_after', {}).get('trl')}", flush=True)
+    if "eval_reload_check" in result:
+        rc_ = result["eval_reload_check"]
+        print(f"[trl_vs_zaya] reload check: {rc_['model']} reloaded into the shared engine scored "
+              f"{'as' if rc_['equal'] else 'NOT as'} in its fresh engine", flush=True)
     print(json.dumps(result["comparison"] | {"accuracy_base": result["eval"].get("base", {}).get("accuracy")}), flush=True)
     return 0
 

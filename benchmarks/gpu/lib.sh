@@ -16,6 +16,18 @@ if compgen -G ".gpuwheels/extra/*.whl" > /dev/null; then
 fi
 $PY benchmarks/gpu/entry_points_shim.py "$WORK/ep" > /dev/null
 
+# machine_state LABEL: one line on what else holds this machine (load, GPU processes, the busiest processes),
+# the whole picture in logs/machine_LABEL.log. A warm machine keeps what an earlier call left running: on
+# 2026-12-07 every run_all.sh step hit its time box right after a trl_vs_zaya.sh call (cause not found).
+machine_state() {
+  local gpu_apps
+  gpu_apps=$(nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv,noheader 2> /dev/null)
+  { date; cat /proc/loadavg; echo "$gpu_apps"; ps -eo pid,pcpu,rss,etime,args --sort=-pcpu | head -12 | cut -c1-200; } \
+    > "$WORK/logs/machine_$1.log" 2>&1
+  echo "machine $1: load $(cut -d' ' -f1-3 /proc/loadavg); GPU processes: $(grep -c . <<< "$gpu_apps")"
+}
+machine_state start
+
 # step NAME LIMIT_S CMD...: run CMD time-boxed (in its own session, killed as a group after), record rc;
 # a NAME listed in $SKIP is not run.
 step() {

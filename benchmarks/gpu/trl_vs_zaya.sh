@@ -16,7 +16,7 @@
 # BUDGET, OVERRIDES (extra key=value overrides of the config; TRL reads only the fields it shares, e.g.
 # weight_sync.* acts on zaya-rl alone), VARIANTS (more zaya-rl runs after both sides, each compared with the
 # same TRL run: ';'-separated lists of overrides, e.g. VARIANTS="optim.muon=false;optim.lr=1.5e-4"; each adds
-# ~100 s of run and ~45 s of evaluation on an H100).
+# ~90-130 s of run on an H100; the evaluation reloads each model into one engine, see trl_vs_zaya.py).
 # $OUT receives trl_vs_zaya_gpu.json and trl_vs_zaya_logs.tar.gz.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
@@ -60,6 +60,7 @@ step trl_vs_zaya "$left" "$PY" benchmarks/trl_vs_zaya.py --config "$CFG" model.p
   --eval-problems "$EVAL_N" --time-box-s "$BOX" --deadline-s $(( left - 10 )) --work "$WORK/run" $BASE \
   ${VARGS[@]+"${VARGS[@]}"} --out "$OUT/trl_vs_zaya_gpu.json"
 [ "$DRY" = 1 ] || $PY -m ray.scripts.scripts stop --force > /dev/null 2>&1   # Ray daemons of a killed side
+machine_state end   # what this call leaves on a warm machine for the next one
 # shellcheck disable=SC2046  # the globs' matches, one argument each
 tar czf "$OUT/trl_vs_zaya_logs.tar.gz" -C "$WORK" logs $(cd "$WORK" && ls -d run/*.log run/*.json run/config.yaml \
   run/zaya/metrics.jsonl run/zaya/summary.json run/zaya/train.log run/variant*/zaya_train.log \

@@ -179,6 +179,19 @@ def test_a_partial_evaluation_is_recorded_as_cut(monkeypatch, tmp_path):
     assert rec["eval_not_finished"].startswith("cut") and "trl" in rec["eval_not_finished"]
 
 
+def test_the_first_model_is_evaluated_again_after_the_others_were_reloaded(monkeypatch, tmp_path):
+    """The shared evaluation engine's check: the first model, reloaded last, must score as it did fresh."""
+    _fake_sides(monkeypatch, tmp_path, eval_rc=0, eval_targets=("trl", "base", bench.RELOAD_CHECK))
+    out = tmp_path / "r.json"
+    bench.main(["--config", "configs/tiny_cpu.yaml", "model.path=/m", "sft.enabled=false", "--steps", "2",
+                "--work", str(tmp_path / "w"), "--out", str(out)])
+    rec = json.loads(out.read_text())
+    assert rec["eval_reload_check"] == {"model": "trl", "equal": True}
+    fresh = {"accuracy": 0.5, "rg/chain_sum": 0.5, "model": "/a", "eval_s": 9.0, "ci95": [0.1, 0.9]}
+    assert bench.reload_equal(fresh, {**fresh, "model": "/a", "eval_s": 1.0})
+    assert not bench.reload_equal(fresh, {**fresh, "rg/chain_sum": 0.4375})
+
+
 @pytest.mark.parametrize("variant, field", [("pipeline.total_steps=3", "total_steps"), ("seed=7", "seed"),
                                             ("pipeline.groups_per_step=3", "batch"), ("data.system_prompt=x", "data")])
 def test_a_variant_may_not_change_what_trl_shares(tmp_path, variant, field):
@@ -261,6 +274,6 @@ def test_a_failed_or_late_variant_leaves_the_two_sides_compared(monkeypatch, tmp
     v0, v1 = rec["variants"]
     assert "failed" in v0 and "zaya" not in v0 and "comparison" not in v0
     assert "skipped" in v1 and "zaya" not in v1
-    # zaya: its 150-s box; variant0 at t=100: 400 - 100 - 3 evaluations x 60 s = 120 s; variant1 at t=200:
-    # 400 - 200 - 4 x 60 < 60 s, so it never starts
-    assert boxes == [150, pytest.approx(120.0)]
+    # zaya: its 150-s box; variant0 at t=100: 400 - 100 - (the engine's start 100 s + 2 more models x 30 s) = 140 s;
+    # variant1 at t=200: 400 - 200 - (100 + 3 x 30) < 60 s, so it never starts
+    assert boxes == [150, pytest.approx(140.0)]

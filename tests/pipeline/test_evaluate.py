@@ -111,3 +111,100 @@ def test_eval_engine_config_leaves_matching_or_unset_dtypes_alone():
     assert eval_engine_config(same) is same
     unset = config_from_dict({"run_dir": "/tmp/unused", "rollout": {"engine": "vllm"}})
     assert eval_engine_config(unset) is unset and "dtype" not in unset.rollout.vllm.engine_kwargs
+
+
+def _model_folder(path, hidden=8, names=("model.embed_tokens.weight", "model.norm.weight"), **extra):
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"], "hidden_size": hidden,
+                                                  "model_type": "llama", **extra}))
+    save_file({n: torch.zeros(hidden) for n in names}, str(path / "model.safetensors"))
+    return path
+
+
+def _target(path, **over):
+    from zaya_rl.pipeline.run import EvalTarget
+
+    return EvalTarget(_vllm_cfg(model__path=str(path) if path else None, **over), None)
+
+
+def test_engine_mismatch_allows_one_engine_only_for_the_same_engine_and_network(tmp_path):
+    """A model's weights are reloaded into another's engine only when both configs build the same engine and
+    both folders hold the same architecture and tensor names (what a TRL save and our checkpoint differ in,
+    ``dtype`` and ``use_cache``, does not count)."""
+    from zaya_rl.pipeline.run import engine_mismatch
+
+    a = _target(_model_folder(tmp_path / "a", dtype="bfloat16", use_cache=True))
+    assert engine_mismatch(a, _target(_model_folder(tmp_path / "trl", dtype="float32", use_cache=False))) is None
+    assert "config.json" in engine_mismatch(a, _target(_model_folder(tmp_path / "wide", hidden=16)))
+    other_names = _model_folder(tmp_path / "untied", names=("model.embed_tokens.weight", "lm_head.weight"))
+    assert "different tensors" in engine_mismatch(a, _target(other_names))
+    b = tmp_path / "b"
+    _model_folder(b)
+    assert "different engines" in engine_mismatch(a, _target(b, rollout__max_batch_size=7))
+    assert "preset" in engine_mismatch(a, _target(None))
+
+
+def test_evaluate_targets_reloads_weights_into_one_engine_where_it_can(monkeypatch, tmp_path):
+    """Consecutive targets of one network share the rollout workers (the next folder is loaded into them, with
+    vLLM's prefix cache dropped at each load); a target that cannot starts a new engine, the old one killed."""
+    import zaya_rl.pipeline.actors as actors_mod
+    from zaya_rl.config import dump_config
+    from zaya_rl.pipeline import run
+
+    events = []
+
+    class Actors:
+        def __init__(self, cfg):
+            self.cfg = cfg
+
+        def kill(self):
+            events.append(("kill", self.cfg.model.path))
+
+    def create_actors(cfg, accounting, with_trainer):
+        events.append(("engine", cfg.model.path, cfg.rollout.vllm.clear_cache_on_update))
+        return Actors(cfg)
+
+    async def load_folder(actors, folder, version):
+        events.append(("load", folder, version, actors.cfg.model.path))
+
+    async def eval_only(cfg, actors, ckpt):
+        return {"accuracy": 0.5, "engine": actors.cfg.model.path}
+
+    monkeypatch.setattr(run, "init_ray", lambda cfg: False)
+    monkeypatch.setattr(actors_mod, "create_actors", create_actors)
+    monkeypatch.setattr(run, "_load_folder", load_folder)
+    monkeypatch.setattr(run, "_eval_only", eval_only)
+    folders = [_model_folder(tmp_path / n, hidden=h) for n, h in (("a", 8), ("b", 8), ("c", 16))]
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text(dump_config(_vllm_cfg()))
+    out = list(run.evaluate_targets([(n, cfg_file, [f"model.path={f}"]) for n, f in zip("abc", folders, strict=True)]))
+    a, b, c = (str(f) for f in folders)
+    assert [name for name, _ in out] == ["a", "b", "c"]
+    assert [(r["model"], r["engine"]) for _, r in out] == [(a, a), (b, a), (c, c)]
+    assert events == [("engine", a, True), ("load", b, 1, a), ("kill", a), ("engine", c, True), ("kill", c)]
+
+
+def test_zaya_rl_eval_takes_several_targets_and_applies_the_overrides_to_each(monkeypatch, capsys):
+    import json
+
+    from zaya_rl import cli
+    from zaya_rl.pipeline import run
+
+    calls = []
+
+    def evaluate_targets(targets):
+        calls.append(list(targets))
+        return iter([(name, {"accuracy": 0.25 * i}) for i, (name, _, _) in enumerate(targets)])
+
+    monkeypatch.setattr(run, "evaluate_targets", evaluate_targets)
+    assert cli.main(["eval", "runs/a", "eval.num_problems=3", "runs/b"]) == 0
+    assert calls[-1] == [("runs/a", "runs/a", ["eval.num_problems=3"]), ("runs/b", "runs/b", ["eval.num_problems=3"])]
+    assert json.loads(capsys.readouterr().out) == {"runs/a": {"accuracy": 0.0}, "runs/b": {"accuracy": 0.25}}
+    assert cli.main(["eval", "runs/a"]) == 0  # one target: its result, as before
+    assert calls[-1] == [("runs/a", "runs/a", [])]
+    assert json.loads(capsys.readouterr().out) == {"accuracy": 0.0}

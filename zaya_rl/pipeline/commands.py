@@ -16,9 +16,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("run_dir")
     r.add_argument("overrides", nargs="*", help="key.sub=value, e.g. pipeline.total_steps=200")
     r.set_defaults(handler=_resume)
-    e = sub.add_parser("eval", help="held-out accuracy of a run's newest checkpoint (or of a config's start model)")
+    e = sub.add_parser("eval", help="held-out accuracy of a run's newest checkpoint (or of a config's start model); "
+                       "several targets are scored one after the other, in one engine where their models allow")
     e.add_argument("target", help="a run folder, a checkpoint folder, or a YAML config")
-    e.add_argument("overrides", nargs="*", help="key.sub=value, e.g. eval.num_problems=200")
+    e.add_argument("more", nargs="*", metavar="TARGET|OVERRIDE",
+                   help="more targets, then key.sub=value overrides applied to each, e.g. eval.num_problems=200")
     e.set_defaults(handler=_eval)
 
 
@@ -40,10 +42,12 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from zaya_rl.pipeline.run import evaluate_target
+    from zaya_rl.pipeline.run import evaluate_targets
 
-    result = evaluate_target(args.target, args.overrides)
-    print(json.dumps(result, indent=2))
+    targets = [args.target, *(a for a in args.more if "=" not in a)]
+    overrides = [a for a in args.more if "=" in a]
+    results = dict(evaluate_targets([(t, t, overrides) for t in targets]))
+    print(json.dumps(results[args.target] if len(targets) == 1 else results, indent=2))
     return 0
 
 
