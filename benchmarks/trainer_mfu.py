@@ -31,7 +31,7 @@ read from ``torch.cuda.get_device_name()``; unknown devices report no MFU.
     python benchmarks/trainer_mfu.py --dry-run --model-path DIR                           # CPU, tiny sizes
 
 ``--profile N`` times one more step under ``torch.profiler``: the device's busy time against the step's wall time
-(what is left is the host: launches, Python, synchronisations) and the N ops with the most self device time.
+(what is left is the host: launches, Python, synchronisations) and the N kernels with the most device time.
 
 Prints one JSON line (last line) with every figure; ``--out FILE`` also writes it.
 """
@@ -161,8 +161,13 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         if i >= args.warmup:
             times.append(time.perf_counter() - t0)
             opt_times.append(opt_time[0])
-    profile = kernel_profile(lambda: train_step(model, optimizer, samples, settings=settings, pad_id=pad_id),
-                             sync, device, args.profile) if args.profile else None
+    profile = None
+    if args.profile:  # after the timed steps: a failure here costs the profile, not the figures
+        try:
+            profile = kernel_profile(lambda: train_step(model, optimizer, samples, settings=settings, pad_id=pad_id),
+                                     sync, device, args.profile)
+        except Exception as e:  # noqa: BLE001 - recorded in the JSON
+            profile = {"error": f"{type(e).__name__}: {e}"}
     counts = flop_counts(model)
     tokens = args.seq_len * args.sequences
     loss_tokens = sum(len(s.token_ids) for s in samples)

@@ -11,8 +11,8 @@ Each side runs in its own process, one after the other, on the same machine; the
 scores both trained models (and the start model) on the same held-out problems with our ``evaluate_targets``
 (what ``zaya-rl eval`` runs; one engine, each model's weights reloaded into it, and the first model reloaded once
 more at the end: ``eval_reload_check`` says whether it scored exactly as in its fresh engine), greedy, in an
-engine at the trainer's precision (``eval.engine_dtype``: a float32 model is not rounded to a bfloat16 engine's grid, which
-erases most of a short RL run's update).
+engine at the trainer's precision (``eval.engine_dtype``: a float32 model is not rounded to a bfloat16 engine's
+grid, which erases most of a short RL run's update).
 
     python benchmarks/trl_vs_zaya.py --config configs/smollm2_cpu.yaml --steps 4 --eval-problems 32 \
         --time-box-s 900 --out benchmarks/results/trl_vs_zaya_cpu.json
@@ -71,10 +71,10 @@ ROOT = Path(__file__).resolve().parents[1]
 #: each further model reloaded into it (7-8 s against 25 s for a fresh engine on this 2-core CPU; the GPU figure is
 #: a guess); a variant is skipped below ``MIN_VARIANT_BOX_S``.
 EVAL_FIRST_S = 100.0
-#: The evaluation of the first model again, after the others were reloaded into its engine (``reload_equal``).
-RELOAD_CHECK = "reload_check"
 EVAL_NEXT_S = 30.0
 MIN_VARIANT_BOX_S = 60.0
+#: The evaluation of the first model again, after the others were reloaded into its engine (``reload_equal``).
+RELOAD_CHECK = "reload_check"
 #: Settings every zaya run of this benchmark gets: no per-step evaluation in the timed run (both models are
 #: evaluated afterwards by the same code), no wandb, no plots.
 ZAYA_FORCED = ("eval.num_problems=0", "eval.every_steps=0", "logging.wandb_mode=disabled",
@@ -560,7 +560,8 @@ def main(argv: list[str] | None = None) -> int:
                              "differences": differences(vcfg, cuda=bool(info.get("gpu")), advantage=args.trl_advantage)}
         variants.append(v)
         # a variant never takes the time the evaluation of the models trained so far needs
-        box = min(args.time_box_s, deadline - time.time() - EVAL_FIRST_S - EVAL_NEXT_S * (2 + i))
+        # (trl, zaya, variants 0..i and the reload check: the first with the engine's start-up, 3 + i reloaded)
+        box = min(args.time_box_s, deadline - time.time() - EVAL_FIRST_S - EVAL_NEXT_S * (3 + i))
         if box < MIN_VARIANT_BOX_S:
             v["skipped"] = f"{box:.0f} s left for its run before --deadline-s (evaluations reserved)"
             print(f"[trl_vs_zaya] {v['name']} skipped: {v['skipped']}", flush=True)
@@ -596,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
         targets.append(["base", str(cfg_path), ev_over])
     if len(targets) > 1:  # the first model once more, reloaded: must score exactly as its fresh engine did
         targets.append([RELOAD_CHECK, *targets[0][1:]])
-    # in this order, so a deadline cuts the reload check, then the start model's evaluation first (run_evals
+    # in this order, so a deadline cuts the reload check first, then the start model's evaluation (run_evals
     # saves after each)
     ev_path = work / "evals.json"
     from zaya_rl.pipeline.run import eval_engine_config

@@ -274,6 +274,6 @@ def test_a_failed_or_late_variant_leaves_the_two_sides_compared(monkeypatch, tmp
     v0, v1 = rec["variants"]
     assert "failed" in v0 and "zaya" not in v0 and "comparison" not in v0
     assert "skipped" in v1 and "zaya" not in v1
-    # zaya: its 150-s box; variant0 at t=100: 400 - 100 - (the engine's start 100 s + 2 more models x 30 s) = 140 s;
-    # variant1 at t=200: 400 - 200 - (100 + 3 x 30) < 60 s, so it never starts
-    assert boxes == [150, pytest.approx(140.0)]
+    # zaya: its 150-s box; variant0 at t=100: 400 - 100 - (the engine's start 100 s + 3 reloads x 30 s) = 110 s;
+    # variant1 at t=200: 400 - 200 - (100 + 4 x 30) < 60 s, so it never starts
+    assert boxes == [150, pytest.approx(110.0)]

@@ -179,14 +179,24 @@ def test_evaluate_targets_reloads_weights_into_one_engine_where_it_can(monkeypat
     monkeypatch.setattr(actors_mod, "create_actors", create_actors)
     monkeypatch.setattr(run, "_load_folder", load_folder)
     monkeypatch.setattr(run, "_eval_only", eval_only)
-    folders = [_model_folder(tmp_path / n, hidden=h) for n, h in (("a", 8), ("b", 8), ("c", 16))]
+    folders = [_model_folder(tmp_path / n, hidden=h) for n, h in (("a", 8), ("b", 8), ("c", 16), ("d", 16))]
     cfg_file = tmp_path / "run.yaml"
     cfg_file.write_text(dump_config(_vllm_cfg()))
-    out = list(run.evaluate_targets([(n, cfg_file, [f"model.path={f}"]) for n, f in zip("abc", folders, strict=True)]))
-    a, b, c = (str(f) for f in folders)
+    targets = [(n, cfg_file, [f"model.path={f}"]) for n, f in zip("abcd", folders, strict=True)]
+    out = list(run.evaluate_targets(targets[:3]))
+    a, b, c, d = (str(f) for f in folders)
     assert [name for name, _ in out] == ["a", "b", "c"]
     assert [(r["model"], r["engine"]) for _, r in out] == [(a, a), (b, a), (c, c)]
     assert events == [("engine", a, True), ("load", b, 1, a), ("kill", a), ("engine", c, True), ("kill", c)]
+
+    async def failing_load(actors, folder, version):
+        raise RuntimeError("reload_weights is not supported")
+
+    monkeypatch.setattr(run, "_load_folder", failing_load)  # an engine that cannot reload: d gets its own
+    events.clear()
+    out = list(run.evaluate_targets(targets[2:]))
+    assert [(r["model"], r["engine"]) for _, r in out] == [(c, c), (d, d)]
+    assert events == [("engine", c, True), ("kill", c), ("engine", d, True), ("kill", d)]
 
 
 def test_zaya_rl_eval_takes_several_targets_and_applies_the_overrides_to_each(monkeypatch, capsys):

@@ -136,7 +136,8 @@ def evaluate_targets(targets: Sequence[tuple[str, str | Path, list[str] | None]]
     folder is loaded into the running engine (a ``file`` weight update: vLLM's ``reload_weights(weights_path=)``,
     a state dict for the torch engine), since an engine's start-up (a Ray actor, vLLM's compilation, CUDA
     graphs and kernel JIT) costs far more than a few hundred greedy answers (34-94 s per model on an H100,
-    2026-12-07). Every target is resolved before the first engine starts, so a bad one fails at once."""
+    2026-12-07). A reload that fails falls back to a fresh engine. Every target is resolved before the first
+    engine starts, so a bad one fails at once."""
     import ray
 
     from zaya_rl.pipeline.actors import create_actors
@@ -152,10 +153,16 @@ def evaluate_targets(targets: Sequence[tuple[str, str | Path, list[str] | None]]
                 log.info("eval %s: a new engine (%s)", name, why)
                 actors.kill()
                 actors = None
+            if actors is not None:
+                try:
+                    asyncio.run(_load_folder(actors, tgt.cfg.model.path, version))
+                except Exception as e:  # an engine that cannot reload: this target gets its own, as before
+                    log.warning("eval %s: reloading the engine failed (%s: %s); starting a new one", name,
+                                type(e).__name__, e)
+                    actors.kill()
+                    actors = None
             if actors is None:
                 actors, host = create_actors(_reloadable(tgt.cfg), Accounting(), with_trainer=False), tgt
-            else:
-                asyncio.run(_load_folder(actors, tgt.cfg.model.path, version))
             start = tgt.cfg.model.path or f"preset {tgt.cfg.model.preset}"
             yield name, asyncio.run(_eval_only(tgt.cfg, actors, tgt.ckpt)) | {"model": start}
     finally:
