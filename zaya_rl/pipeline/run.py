@@ -175,7 +175,12 @@ def evaluate_targets(targets: Sequence[tuple[str, str | Path, list[str] | None]]
 def _reloadable(cfg: RunConfig) -> RunConfig:
     """``cfg`` with vLLM's prefix cache dropped at every weight load: the next model is asked the same prompts,
     and must not reuse the KV the previous model computed for them."""
-    vllm = cfg.rollout.vllm.model_copy(update={"clear_cache_on_update": True})
+    return _with_vllm(cfg, clear_cache_on_update=True)
+
+
+def _with_vllm(cfg: RunConfig, **fields: Any) -> RunConfig:
+    """``cfg`` with these ``rollout.vllm`` fields replaced."""
+    vllm = cfg.rollout.vllm.model_copy(update=fields)
     return cfg.model_copy(update={"rollout": cfg.rollout.model_copy(update={"vllm": vllm})})
 
 
@@ -193,8 +198,7 @@ def eval_engine_config(cfg: RunConfig) -> RunConfig:
     v = cfg.rollout.vllm
     if cfg.eval.engine_dtype != "model" or v.engine_kwargs.get("dtype", cfg.model.dtype) == cfg.model.dtype:
         return cfg
-    vllm = v.model_copy(update={"engine_kwargs": {**v.engine_kwargs, "dtype": cfg.model.dtype}})
-    return cfg.model_copy(update={"rollout": cfg.rollout.model_copy(update={"vllm": vllm})})
+    return _with_vllm(cfg, engine_kwargs={**v.engine_kwargs, "dtype": cfg.model.dtype})
 
 
 async def _eval_only(cfg: RunConfig, actors: Any, ckpt: Path | None) -> dict[str, float]:

@@ -79,7 +79,8 @@ def redispatch_tied_heads_on_reload(worker: Any) -> int:
     from vllm.model_executor.layers.utils import dispatch_cpu_unquantized_gemm
 
     runner = worker.model_runner
-    if getattr(runner, "_zaya_tied_redispatch", False) or not tied_heads(runner.model):
+    heads = tied_heads(runner.model)
+    if getattr(runner, "_zaya_tied_redispatch", False) or not heads:
         return 0
     original = runner.reload_weights
 
@@ -91,7 +92,7 @@ def redispatch_tied_heads_on_reload(worker: Any) -> int:
 
     runner.reload_weights = reload_and_redispatch
     runner._zaya_tied_redispatch = True
-    return len(tied_heads(runner.model))
+    return len(heads)
 
 
 def repack_moe_on_reload(worker: Any) -> int:
