@@ -44,6 +44,10 @@ def rl_throughput(run_dir: Path) -> dict[str, Any]:
         out["rollout_tok_s"] = sum(r.get("perf/tokens_per_s", 0.0) for r in timed[1:]) / (len(timed) - 1)
         out["lag_mean"] = sum(r.get("pipeline/lag_mean", 0.0) for r in steps) / len(steps)
         out["abs_logp_diff_mean"] = sum(r.get("loss/abs_logp_diff", 0.0) for r in steps) / len(steps)
+        coverage = [r["replay/coverage"] for r in steps if "replay/coverage" in r]  # router replay on
+        if coverage:  # below 1: rollouts came back without routes (vLLM 0.24: zaya_rl.rollout.vllm_compat)
+            out["replay_coverage_mean"] = sum(coverage) / len(coverage)
+            out["replay_coverage_min"] = min(coverage)
     publish = [r["perf/publish_s"] for r in map(json.loads, metrics.read_text().splitlines()) if "perf/publish_s" in r]
     if publish:
         out["publish_s_mean"] = sum(publish) / len(publish)

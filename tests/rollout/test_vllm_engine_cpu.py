@@ -361,3 +361,25 @@ def test_state_dict_is_written_before_generation_pauses(tmp_path):
     asyncio.run(_engine(llm, shm_dir=str(tmp_path)).update_weights(flat, version=1))
     assert seen_at_pause == [["model-00000.safetensors"]] and llm.loaded == [("path", ["a.weight", "b.bias"])]
     assert list(tmp_path.iterdir()) == []  # removed after the load
+
+
+def test_a_finished_request_without_routes_gets_no_route_rows_and_one_warning(caplog):
+    """vLLM 0.24 returned finished outputs without ``routed_experts`` (``vllm_compat``): the engine must say so."""
+    llm = FakeAsyncLLM(lambda ids: list(range(20, 40)), chunk=3)
+    stream = llm.generate
+
+    async def without_routes(*args, **kwargs):
+        async for out in stream(*args, **kwargs):
+            if out.finished:
+                out.outputs[0].routed_experts = None
+            yield out
+
+    llm.generate = without_routes
+    eng = _engine(llm, routing=RoutingSpec(layers=(0, 2), top_k=2))
+    with caplog.at_level("WARNING", logger="zaya_rl.rollout.vllm_engine"):
+        a = asyncio.run(eng.generate(_req("a", max_new=4)))
+        b = asyncio.run(eng.generate(_req("b", max_new=4)))
+    for r in (a, b):
+        assert r.routed_experts.shape == (3 + 4 - 1, 2, 2) and (r.routed_experts == NO_ROUTE).all()
+    warnings = [m for m in caplog.messages if "no routed experts" in m]
+    assert len(warnings) == 1 and "request a" in warnings[0]

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from zaya_rl.config import ConfigError
-from zaya_rl.rollout import vllm_cpu
+from zaya_rl.rollout import vllm_compat, vllm_cpu
 from zaya_rl.rollout.vllm_convert import moe_layer_indices
 from zaya_rl.rollout.vllm_engine import RoutingSpec, VLLMEngine
 from zaya_rl.rollout.vllm_frontend import FRONTENDS, resolve_frontend
@@ -162,6 +162,8 @@ def build(cfg: Any) -> tuple[VLLMEngine, Any]:
         log.warning("rollout.record_routing: vLLM on CPU cannot return routed experts (they need Model Runner "
                     "V2, which needs Triton); rollouts carry no routes and the trainer routes natively")
         routing = None
+    if routing is not None:
+        vllm_compat.keep_routes_in_merged_outputs()  # vLLM 0.24 drops them when streamed outputs merge
     kwargs = engine_kwargs(cfg, folder, routing is not None, on_cpu=on_cpu)
     llm = FRONTENDS[choice.frontend](kwargs)
     engine = VLLMEngine(

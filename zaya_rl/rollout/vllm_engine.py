@@ -32,6 +32,7 @@ GPU: ``python -m pytest tests/gpu -q`` and ``bash benchmarks/gpu/run_all.sh``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ from zaya_rl.rollout.vllm_weights import RECEIVERS, init_native_receiver, staged
 from zaya_rl.weights.base import WeightUpdate
 from zaya_rl.weights.files import tensor_meta
 from zaya_rl.weights.flat import FlatWeights
+
+log = logging.getLogger(__name__)
 
 
 def vllm_sampling_params(p: SamplingParams) -> Any:
@@ -138,6 +141,7 @@ class VLLMEngine(RolloutEngine):
         self._startup_rpcs = list(startup_rpcs)
         self._notes = dict(notes or {})
         self._started: asyncio.Future | None = None
+        self._warned_no_routes = False
         self._live: dict[str, _Stream] = {}
         self._update_lock = asyncio.Lock()
         self._closed = False
@@ -205,6 +209,10 @@ class VLLMEngine(RolloutEngine):
         routes = None
         if self.routing is not None:
             raw = None if final is None else getattr(final, "routed_experts", None)
+            if raw is None and reason in ("stop", "length") and not self._warned_no_routes:
+                self._warned_no_routes = True  # once per engine; replay/coverage counts every such sample
+                log.warning("vLLM returned no routed experts for finished request %s: its routes are NO_ROUTE "
+                            "and the trainer routes it natively (see zaya_rl.rollout.vllm_compat)", r.request_id)
             routes = routed_experts_from_vllm(
                 raw, len(r.prompt_ids), len(stream.tokens), self.routing.layers, self.routing.top_k
             )
