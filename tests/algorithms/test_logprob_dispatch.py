@@ -197,3 +197,44 @@ def test_trainer_start_names_the_kernel_and_layout():
 
     with pytest.raises(ValueError, match="trainer.packing=always: ZAYA with attention_bias=True"):
         describe_kernels(model, dataclasses.replace(settings, packing="always"))
+
+
+def test_grad_filter_reaches_cut_cross_entropy_and_nothing_else(kernels, monkeypatch):
+    """trainer.logprob_grad_filter → token_logprobs(grad_filter=True) → CCE's filter_eps="high"; other kernels refuse."""
+    g = torch.Generator().manual_seed(1)
+    hidden, weight, targets = torch.randn(6, 8, generator=g), torch.randn(40, 8, generator=g), torch.arange(6)
+    monkeypatch.setattr(logprobs, "resolve_impl", lambda *a, **k: ("cce", ""))
+    token_logprobs(hidden, weight, targets, 0.7, impl="cce", grad_filter=True)
+    assert calls[-1]["filter_eps"] == "high"
+    token_logprobs(hidden, weight, targets, 0.7, impl="cce")
+    assert calls[-1]["filter_eps"] is None
+    for name in ("chunked", "liger"):
+        monkeypatch.setattr(logprobs, "resolve_impl", lambda *a, name=name, **k: (name, ""))
+        with pytest.raises(ValueError, match=f"grad_filter is cut-cross-entropy's gradient filtering; impl=auto resolved to {name}"):
+            token_logprobs(hidden, weight, targets, 0.7, grad_filter=True)
+
+
+def test_grad_filter_contradictions_fail_at_load_and_at_trainer_start(monkeypatch):
+    import dataclasses
+
+    from zaya_rl.config import config_from_dict
+    from zaya_rl.models.policy import build_preset
+    from zaya_rl.trainer import step
+    from zaya_rl.trainer.step import LossSettings, describe_kernels
+
+    for trainer in ({"device": "cuda", "logprob_impl": "chunked"}, {"device": "cuda", "logprob_impl": "liger"},
+                    {"device": "cpu"}):
+        with pytest.raises(ValueError, match="trainer.logprob_grad_filter: true is cut-cross-entropy's"):
+            config_from_dict({"trainer": {**trainer, "logprob_grad_filter": True}})
+    assert config_from_dict({"trainer": {"device": "cuda", "logprob_grad_filter": True}}).trainer.logprob_grad_filter
+    assert not config_from_dict({}).trainer.logprob_grad_filter
+
+    model, _ = build_preset("tiny-zaya")  # on this CPU auto resolves to chunked
+    settings = LossSettings(temperature=1.0, delta=0.1, tis_cap=2.0, aggregation="token-mean", max_len=8,
+                            logprob_chunk_size=8, router_replay=False, grad_clip=1.0, micro_batch_size=2,
+                            logprob_grad_filter=True)
+    with pytest.raises(ValueError, match="the log-prob kernel here is chunked \\(cce runs on CUDA only"):
+        describe_kernels(model, settings)
+    monkeypatch.setattr(step, "resolve_impl", lambda *a, **k: ("cce", ""))
+    assert describe_kernels(model, settings)["logprob_impl"] == "cce with gradient filtering"
+    assert describe_kernels(model, dataclasses.replace(settings, logprob_grad_filter=False))["logprob_impl"] == "cce"

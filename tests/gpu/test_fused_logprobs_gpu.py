@@ -106,3 +106,27 @@ def test_auto_dispatch_on_cuda():
     assert name == ("cce" if load_kernel("cce")[0] is not None else "chunked"), why
     name, _ = resolve_impl("auto", device=weight.device, weight_dtype=weight.dtype, fp32=True, has_bias=True)
     assert name == "chunked"  # neither kernel gives fp32 logits with a bias
+
+
+def test_cce_gradient_filter_keeps_the_values_and_drops_only_entries_below_its_threshold():
+    """``trainer.logprob_grad_filter``: log-probs as unfiltered; grad_h differs from the reference by no more than
+    what the filter may drop, rows i: |g_i| · Σ_{v ≠ y_i, p_iv < eps} p_iv ‖W_v‖ with eps = bf16 eps / 32 = 2⁻¹²
+    (CCE skips a block only when every |softmax − onehot| in it is below eps), plus the unfiltered kernel's
+    own 5e-2 tolerance. Logits scaled to std ~6, so most of the vocabulary lies below eps, as in a trained model."""
+    _need("cce")
+    hidden, weight, _, targets, upstream = _inputs(torch.bfloat16)
+    weight = weight * 2
+    fn = lambda grad_filter: lambda h, w, b: token_logprobs(h, w, targets, 1.0, fp32=True, impl="cce",  # noqa: E731
+                                                            grad_filter=grad_filter)
+    filtered, plain = _run(fn(True), hidden, weight, None, upstream), _run(fn(False), hidden, weight, None, upstream)
+    ref = _run(lambda h, w, b: token_logprobs(h, w, targets, 1.0, fp32=True, impl="chunked"), hidden, weight, None,
+               upstream)
+    torch.testing.assert_close(filtered[0], plain[0], rtol=0, atol=1e-3)
+    eps = torch.finfo(torch.bfloat16).eps / 32
+    p = torch.softmax(hidden.double() @ weight.double().T, -1)
+    p[torch.arange(N), targets] = 0.0  # the target's entry, p - 1, is never below eps
+    small = torch.where(p < eps, p, torch.zeros((), dtype=p.dtype, device=p.device))
+    bound = upstream.double().abs() * (small @ weight.double().norm(dim=-1))  # per row
+    assert small.sum(-1).mean() > 1e-3  # the filter has something to drop here
+    assert float((filtered[1] - ref[1]).norm()) <= float(bound.norm()) + 5e-2 * float(ref[1].norm())
+    assert _rel(plain[1], ref[1]) <= 5e-2

@@ -30,12 +30,13 @@ def _kill_later(ray, cfg, role: str, step: int, errors: list) -> threading.Threa
         try:
             wait_for_step(cfg.run_dir, step)
             handle = ray.get_actor(actor_name(cfg, role))
+            pid = ray.get(handle.pid.remote())  # before the wait: no round trip between "decoding" and the kill
             deadline = time.time() + 60
             while role == "rollout" and ray.get(handle.groups_in_flight.remote()) == 0:
                 if time.time() > deadline:
                     raise TimeoutError("the rollout worker had no group in flight for 60 s after the step")
                 time.sleep(0.005)
-            os.kill(ray.get(handle.pid.remote()), signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
         except Exception as e:  # surfaced by the test
             errors.append(e)
 

@@ -152,6 +152,7 @@ def token_logprobs(
     *,
     bias: Tensor | None = None,
     impl: str = "auto",
+    grad_filter: bool = False,
 ) -> Tensor:
     """log_softmax((hidden @ Wᵀ + b) / T)[target] per row, never materialising ``[N, V]`` logits;
     differentiable in hidden, W and b.
@@ -170,6 +171,8 @@ def token_logprobs(
             CUDA, ``zaya_rl.algorithms.fused_logprobs``), or ``auto`` (the first fused kernel that computes
             exactly these log-probs on this device, else chunked). An explicit fused choice that cannot fails
             with the reason.
+        grad_filter: cut-cross-entropy's gradient filtering (``trainer.logprob_grad_filter``); an error with any
+            other implementation.
 
     Returns:
         log-probs shaped like ``targets``, float32 (float64 for float64 inputs).
@@ -198,10 +201,13 @@ def token_logprobs(
     name, _ = resolve_impl(
         impl, device=lm_head_weight.device, weight_dtype=lm_head_weight.dtype, fp32=fp32, has_bias=bias is not None
     )
+    if grad_filter and name != "cce":
+        raise ValueError(f"grad_filter is cut-cross-entropy's gradient filtering; impl={impl} resolved to {name}")
     if name == "chunked" or flat_targets.numel() == 0:
         out = _ChunkedTokenLogprobs.apply(
             flat_hidden, lm_head_weight, bias, flat_targets, 1.0 / temperature, chunk_size, fp32
         )
     else:
-        out = FUSED[name](flat_hidden, lm_head_weight, bias, flat_targets, 1.0 / temperature)
+        kw = {"grad_filter": True} if grad_filter else {}
+        out = FUSED[name](flat_hidden, lm_head_weight, bias, flat_targets, 1.0 / temperature, **kw)
     return out.reshape(targets.shape)

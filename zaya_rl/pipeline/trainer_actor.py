@@ -67,6 +67,7 @@ class TrainerActor:
             micro_batch_size=cfg.trainer.micro_batch_size,
             fp32_lm_head=cfg.model.fp32_lm_head,
             logprob_impl=cfg.trainer.logprob_impl,
+            logprob_grad_filter=cfg.trainer.logprob_grad_filter,
             packing=cfg.trainer.packing if cfg.trainer.backend == "torch" else "never",
             micro_batch_tokens=cfg.trainer.micro_batch_tokens,
         )

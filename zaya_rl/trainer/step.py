@@ -54,6 +54,7 @@ class LossSettings:
     micro_batch_size: int
     fp32_lm_head: bool = False
     logprob_impl: str = "auto"
+    logprob_grad_filter: bool = False
     packing: str = "never"
     micro_batch_tokens: int | None = None
 
@@ -80,6 +81,11 @@ def describe_kernels(model: torch.nn.Module, settings: LossSettings) -> dict[str
         settings.logprob_impl, device=head.device, weight_dtype=head.dtype, fp32=settings.fp32_lm_head,
         has_bias=bias is not None,
     )
+    if settings.logprob_grad_filter and impl != "cce":
+        raise ValueError(f"trainer.logprob_grad_filter is cut-cross-entropy's, but the log-prob kernel here is {impl}"
+                         + (f" ({why})" if why else ""))
+    if settings.logprob_grad_filter:
+        impl += " with gradient filtering"
     separators, no_pack = packing_separators(model)
     if settings.packing == "always" and separators is None:
         raise ValueError(f"trainer.packing=always: {no_pack}")
@@ -128,6 +134,7 @@ def sequence_logprobs(
         fp32=settings.fp32_lm_head,
         bias=bias,
         impl=settings.logprob_impl,
+        grad_filter=settings.logprob_grad_filter,
     )
     out = torch.zeros(mb.loss_mask.shape, dtype=lp.dtype, device=lp.device)
     return out.masked_scatter(mb.loss_mask, lp)
