@@ -156,6 +156,8 @@ def test_cce_target_logit_is_made_exact_in_bf16(kernels):
     assert (raw - exact).abs().max() > 3e-3  # what the kernel alone returns
     ours = fused_logprobs.cce_logprobs(hidden, weight, None, targets, 1.0).double()
     assert (ours - exact).abs().max() < 1e-4
+    shift = fused_logprobs._exact_target_logit_shift  # its row chunks (one here) must not change the sums
+    torch.testing.assert_close(shift(hidden, weight, targets, rows=7), shift(hidden, weight, targets), rtol=0, atol=0)
 
 
 def test_cce_adapter_refuses_a_bias_and_a_missing_kernel(kernels, monkeypatch):

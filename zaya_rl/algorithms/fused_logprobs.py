@@ -116,7 +116,7 @@ def cce_logprobs(
     return _exact_target_logit_shift(h, weight, targets) - nll.float()
 
 
-def _exact_target_logit_shift(h: Tensor, weight: Tensor, targets: Tensor, rows: int = 1024) -> Tensor:
+def _exact_target_logit_shift(h: Tensor, weight: Tensor, targets: Tensor, rows: int | None = None) -> Tensor:
     """``h·W[y]`` summed from exact products minus the same from products rounded to the inputs' dtype.
 
     Why: cut-cross-entropy 25.1 takes its log-sum-exp from an fp32-accumulating ``tl.dot`` but its target logit
@@ -125,9 +125,12 @@ def _exact_target_logit_shift(h: Tensor, weight: Tensor, targets: Tensor, rows: 
     logits of a few units. Adding this difference makes
     ``−nll`` the fp32-head log-prob. Value only: the kernel's backward already uses exact logits.
     """
+    # [rows, H] float32 temporaries of at most 2^24 elements (64 MB) each: one chunk for a micro-batch of ~29k tokens
+    # at H = 576, so a few kernels per call instead of a few per 1,024 tokens (each launch is host time on a GPU)
+    rows = rows or max(1024, (1 << 24) // max(h.shape[1], 1))
     out = torch.empty(h.shape[0], dtype=torch.float32, device=h.device)
     with torch.no_grad():
-        for s in range(0, h.shape[0], rows):  # [rows, H] temporaries, not [N, H] in fp32
+        for s in range(0, h.shape[0], rows):
             e, c = h[s : s + rows], weight[targets[s : s + rows]]
             out[s : s + rows] = (e.float() * c.float()).sum(-1) - (e * c).float().sum(-1)
     return out
