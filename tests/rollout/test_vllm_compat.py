@@ -110,6 +110,20 @@ def test_a_release_that_keeps_routes_is_not_patched():
     assert keep_routes_in_merged_outputs(cls, Completion) is False and cls.add is add
 
 
+def test_a_release_the_probe_cannot_build_is_left_alone_with_a_warning(caplog):
+    class Unbuildable:
+        def __init__(self, *args, new_required_field, **kwargs):  # a constructor the probe does not know
+            pass
+
+        def add(self, next_output, aggregate):
+            pass
+
+    add = Unbuildable.add
+    with caplog.at_level("WARNING", logger="zaya_rl.rollout.vllm_compat"):
+        assert keep_routes_in_merged_outputs(Unbuildable, Completion) is False
+    assert Unbuildable.add is add and "could not probe" in caplog.text
+
+
 @pytest.mark.vllm
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm is not installed")
 def test_the_probe_runs_on_the_installed_vllm():

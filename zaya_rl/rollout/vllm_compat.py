@@ -73,7 +73,15 @@ def keep_routes_in_merged_outputs(request_output_cls: Any = None, completion_cls
         from vllm.outputs import CompletionOutput, RequestOutput
 
         request_output_cls, completion_cls = RequestOutput, CompletionOutput
-    if getattr(request_output_cls.add, _PATCHED, False) or not merges_drop_routes(request_output_cls, completion_cls):
+    if getattr(request_output_cls.add, _PATCHED, False):
+        return False
+    try:
+        drops = merges_drop_routes(request_output_cls, completion_cls)
+    except Exception as e:  # noqa: BLE001 - a vLLM whose classes the probe cannot build must still serve
+        log.warning("could not probe vLLM's RequestOutput.add (%s: %s); if it drops routed_experts when streamed "
+                    "outputs merge, replay/coverage will show it", type(e).__name__, e)
+        return False
+    if not drops:
         return False
     request_output_cls.add = _keeping_routes(request_output_cls.add)
     log.info("vLLM's RequestOutput.add drops routed_experts when streamed outputs merge; patched to keep them")
