@@ -240,3 +240,28 @@ def test_grad_filter_contradictions_fail_at_load_and_at_trainer_start(monkeypatc
     monkeypatch.setattr(step, "resolve_impl", lambda *a, **k: ("cce", ""))
     assert describe_kernels(model, settings)["logprob_impl"] == "cce with gradient filtering"
     assert describe_kernels(model, dataclasses.replace(settings, logprob_grad_filter=False))["logprob_impl"] == "cce"
+
+
+def test_the_trainer_step_hands_grad_filter_to_the_kernel(monkeypatch):
+    """trainer.logprob_grad_filter → LossSettings → sequence_logprobs → token_logprobs(grad_filter=True)."""
+    import dataclasses
+
+    from zaya_rl.models.policy import build_preset
+    from zaya_rl.trainer import step
+    from zaya_rl.trainer.batch import TrainSample, collate
+
+    model, _ = build_preset("tiny-zaya")
+    mb = collate([TrainSample([1, 2, 3], [4, 5], [-0.5, -0.7], 1.0), TrainSample([6, 7], [8], [-0.2], -1.0)], pad_id=0)
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("grad_filter"))
+        return token_logprobs(*args, **{**kwargs, "grad_filter": False})  # the CPU runs the chunked reference
+
+    monkeypatch.setattr(step, "token_logprobs", spy)
+    settings = step.LossSettings(temperature=1.0, delta=0.1, tis_cap=2.0, aggregation="token-mean", max_len=8,
+                                 logprob_chunk_size=8, router_replay=False, grad_clip=1.0, micro_batch_size=2,
+                                 logprob_grad_filter=True)
+    step.sequence_logprobs(model, mb, settings=settings)
+    step.sequence_logprobs(model, mb, settings=dataclasses.replace(settings, logprob_grad_filter=False))
+    assert seen == [True, False]
