@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -70,6 +71,9 @@ async def _throughput(engine, prompts, max_new, out):
         out[f"throughput_{call}"] = {"requests": len(res), "tokens": n, "seconds": round(t.s, 3)}
     out["routes_shape_ok"] = all(r.routed_experts is None or r.routed_experts.shape[0] ==
                                  len(r.prompt_ids) + len(r.token_ids) - 1 for r in res)
+    routed = [r.routed_experts for r in res if r.routed_experts is not None]
+    if routed:  # rows that came back with routes (vLLM 0.24 lost whole requests' routes: rollout/vllm_compat.py)
+        out["routes_valid_frac"] = sum(int((a >= 0).all(axis=(1, 2)).sum()) for a in routed) / sum(len(a) for a in routed)
     return res
 
 
@@ -232,6 +236,12 @@ def main() -> int:
         args.prompts, args.max_new = min(args.prompts, 64), min(args.max_new, 32)
     args.cfg = tiny_config("torch" if args.dry_run else "vllm", args.frontend, device=device, tag="bench_vllm")
     out = {"frontend": "torch(dry-run)" if args.dry_run else args.frontend, "device": device, "ok": False}
+
+    def cut(signum, frame):  # the step's time box (timeout sends SIGTERM): keep what was measured so far
+        write_json(args.out, {**out, "cut": "SIGTERM: the time box ended the run; the phases above finished"})
+        os._exit(124)
+
+    signal.signal(signal.SIGTERM, cut)
     try:
         from zaya_rl.rollout.factory import build_engine
 
@@ -241,7 +251,8 @@ def main() -> int:
         out.update(engine.describe())
         asyncio.run(_run(engine, tokenizer, args, out, device))
         asyncio.run(engine.close())
-        out["ok"] = bool(out["stop_ok"] and out["inflight"]["ok"] and out["routes_shape_ok"])
+        out["ok"] = bool(out["stop_ok"] and out["inflight"]["ok"] and out["routes_shape_ok"]
+                         and out.get("routes_valid_frac", 1.0) == 1.0)
     except Exception as e:  # noqa: BLE001 - any failure is reported in the result JSON
         record_failure(out, e)
     write_json(args.out, out)
