@@ -182,14 +182,51 @@ def resolve_variant(base: Any, config: str, overrides: list[str], variant: str, 
     from zaya_rl.config import ConfigError
 
     cfg, path = resolve_config(config, [*overrides, *variant.split()], work, steps)
-    fixed = {"pipeline.total_steps": (cfg.pipeline.total_steps, base.pipeline.total_steps),
-             "batch (groups_per_step x group_size)": (cfg.batch_size, base.batch_size),
-             "data": (cfg.data, base.data), "seed": (cfg.seed, base.seed), "model.path": (cfg.model.path, base.model.path)}
-    for key, (mine, theirs) in fixed.items():
-        if mine != theirs:
+    mine, theirs = shared_with_trl(cfg), shared_with_trl(base)
+    for key in mine:
+        if mine[key] != theirs[key]:
             raise ConfigError(f"--zaya-variant {variant!r} changes {key}, which TRL's run shares: give it as a "
                               "positional override (both sides) instead")
     return cfg, path
+
+
+def shared_with_trl(cfg: Any) -> dict[str, Any]:
+    """What a zaya run shares with the TRL run it is compared with: the sample budget, the task stream, its seed,
+    the start model."""
+    return {"pipeline.total_steps": cfg.pipeline.total_steps, "batch (groups_per_step x group_size)": cfg.batch_size,
+            "data": cfg.data, "seed": cfg.seed, "model.path": cfg.model.path}
+
+
+def reused_trl(folder: Path, cfg: Any, *, cuda: bool, advantage: str) -> dict[str, Any]:
+    """TRL's side from an earlier run's ``--work`` folder (``--reuse-trl``), if it trained what ``cfg`` asks now.
+
+    Its figures are compared with this run's zaya sides as if TRL had run here, so the folder must be on this
+    machine (its model folder is evaluated again) and from this session (the record says when). Refused, naming
+    the difference, when the earlier config shares other values with TRL (``shared_with_trl``), when the TRL
+    settings this config gives differ, or when the estimator TRL was handed differs.
+    """
+    from zaya_rl.config import ConfigError
+    from zaya_rl.curriculum.layers import load_layered
+
+    res, conf = folder / "trl_result.json", folder / "config.yaml"
+    if not res.is_file() or not conf.is_file():
+        raise ConfigError(f"--reuse-trl {folder}: no trl_result.json and config.yaml (a --work folder of a run whose "
+                          "TRL side finished)")
+    trl = json.loads(res.read_text())
+    if not Path(trl.get("model_dir", "")).is_dir():
+        raise ConfigError(f"--reuse-trl {folder}: TRL's model folder {trl.get('model_dir')!r} is not on this machine")
+    if trl.get("advantage") != advantage:
+        raise ConfigError(f"--reuse-trl {folder}: TRL was handed advantage {trl.get('advantage')!r}, this run asks "
+                          f"{advantage!r}")
+    mine, theirs = shared_with_trl(cfg), shared_with_trl(load_layered([str(conf)]))
+    settings = {k: v for k, v in trl_settings(cfg, folder, cuda=cuda, advantage=advantage).items() if k != "output_dir"}
+    recorded = json.loads(json.dumps(trl.get("settings", {})))  # as saved: tuples became lists
+    differ = [k for k in mine if mine[k] != theirs[k]]
+    differ += [f"TRL setting {k}" for k in sorted(set(settings) | set(recorded))
+               if json.loads(json.dumps(settings.get(k))) != recorded.get(k)]
+    if differ:
+        raise ConfigError(f"--reuse-trl {folder}: the earlier TRL run differs from this config in {', '.join(differ)}")
+    return {**trl, "reused_from": str(folder)}
 
 
 def micro_batch(batch: int, micro: int) -> int:
@@ -369,7 +406,7 @@ def run_trl(cfg_path: Path, out_dir: Path, deadline: float, advantage: str, thre
         "loop_s": round(t_loop_end - clock["t0"], 2), "setup_s": round(t_setup - t_proc, 2),
         "save_s": round(time.time() - t_loop_end, 2), "curve": clock["curve"],
         "stopped_by_time_box": clock["stopped_by_time_box"], "train_accuracy_per_step": log["accuracy"],
-        "verifier_errors": log["verifier_errors"], "model_dir": str(model_dir),
+        "verifier_errors": log["verifier_errors"], "model_dir": str(model_dir), "advantage": advantage,
     }
 
 
@@ -510,6 +547,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="after both sides, one more zaya run with these space-separated overrides on top (repeatable); "
                         "each is evaluated with the others and compared with the same TRL run")
     p.add_argument("--work", default=None, help="scratch folder (default: a new one under /tmp)")
+    p.add_argument("--reuse-trl", default=None, metavar="WORK",
+                   help="take TRL's side from an earlier run's --work folder on this machine (same config as far as "
+                        "TRL is concerned; refused otherwise) instead of training it again: more zaya variants per call")
     p.add_argument("--out", default=None, help="write the result JSON here")
     args = p.parse_args(argv)
     t_start = time.time()
@@ -534,7 +574,14 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
     sides: dict[str, dict[str, Any]] = {}
     load: dict[str, list[float]] = {"start": list(os.getloadavg())}
+    if args.reuse_trl:  # checked before any run: a refusal costs nothing
+        sides["trl"] = reused_trl(Path(args.reuse_trl), cfg, cuda=bool(machine().get("gpu")),
+                                  advantage=args.trl_advantage)
+        print(f"[trl_vs_zaya] trl: reused from {args.reuse_trl} ({sides['trl']['samples_trained']} samples in "
+              f"{sides['trl']['loop_s']:.1f} s loop)", flush=True)
     for side in (("trl", "zaya") if args.order == "trl-first" else ("zaya", "trl")):
+        if side in sides:
+            continue
         load[side] = list(os.getloadavg())
         box = min(args.time_box_s, max(deadline - time.time(), 1))
         print(f"[trl_vs_zaya] {side}: time box {box:.0f} s, load average {load[side]}", flush=True)

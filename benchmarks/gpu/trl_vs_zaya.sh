@@ -16,7 +16,10 @@
 # BUDGET, OVERRIDES (extra key=value overrides of the config; TRL reads only the fields it shares, e.g.
 # weight_sync.* acts on zaya-rl alone), VARIANTS (more zaya-rl runs after both sides, each compared with the
 # same TRL run: ';'-separated lists of overrides, e.g. VARIANTS="optim.muon=false;optim.lr=1.5e-4"; each adds
-# ~90-130 s of run on an H100; the evaluation reloads each model into one engine, see trl_vs_zaya.py).
+# ~90-130 s of run on an H100; the evaluation reloads each model into one engine, see trl_vs_zaya.py), REUSE_TRL
+# (TRL's side from an earlier call's run folder on the same warm machine instead of training it again, ~180 s saved;
+# give this call another ZAYA_GPU_WORK, since each call empties its own: e.g. ZAYA_GPU_WORK=/tmp/zaya_trl2
+# REUSE_TRL=/tmp/zaya_trl/run VARIANTS="pipeline.stale_policy=train").
 # $OUT receives trl_vs_zaya_gpu.json and trl_vs_zaya_logs.tar.gz.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
@@ -58,7 +61,7 @@ for v in ${_variants[@]+"${_variants[@]}"}; do [ -n "${v// /}" ] && VARGS+=(--za
 # shellcheck disable=SC2086  # OVR is a list of key=value overrides
 step trl_vs_zaya "$left" "$PY" benchmarks/trl_vs_zaya.py --config "$CFG" model.path="$MODEL" $OVR --steps "$TRAIN_STEPS" \
   --eval-problems "$EVAL_N" --time-box-s "$BOX" --deadline-s $(( left - 10 )) --work "$WORK/run" $BASE \
-  ${VARGS[@]+"${VARGS[@]}"} --out "$OUT/trl_vs_zaya_gpu.json"
+  ${VARGS[@]+"${VARGS[@]}"} ${REUSE_TRL:+--reuse-trl "$REUSE_TRL"} --out "$OUT/trl_vs_zaya_gpu.json"
 [ "$DRY" = 1 ] || $PY -m ray.scripts.scripts stop --force > /dev/null 2>&1   # Ray daemons of a killed side
 machine_state end   # what this call leaves on a warm machine for the next one
 # shellcheck disable=SC2046  # the globs' matches, one argument each

@@ -277,3 +277,42 @@ def test_a_failed_or_late_variant_leaves_the_two_sides_compared(monkeypatch, tmp
     # zaya: its 150-s box; variant0 at t=100: 400 - 100 - (the engine's start 100 s + 3 reloads x 30 s) = 110 s;
     # variant1 at t=200: 400 - 200 - (100 + 4 x 30) < 60 s, so it never starts
     assert boxes == [150, pytest.approx(110.0)]
+
+
+def test_reuse_trl_takes_an_earlier_trl_side_and_refuses_one_that_trained_something_else(monkeypatch, tmp_path):
+    """--reuse-trl: TRL's side from an earlier --work folder (not trained again), compared with this run's zaya;
+    refused before any run when that TRL run's shared config, TRL settings or estimator differ."""
+    def base(*change):
+        return ["--config", "configs/tiny_cpu.yaml", "model.path=/m", "sft.enabled=false", *change, "--steps", "2",
+                "--no-base-eval"]
+
+    _fake_sides(monkeypatch, tmp_path, eval_rc=0, eval_targets=("trl", "zaya"))
+    earlier = tmp_path / "w1"
+    cfg, _ = bench.resolve_config("configs/tiny_cpu.yaml", ["model.path=/m", "sft.enabled=false"], earlier, 2)
+    (tmp_path / "trl_model").mkdir()
+    settings = {k: v for k, v in bench.trl_settings(cfg, earlier, cuda=False, advantage="config").items()
+                if k != "output_dir"}
+    trl = {"samples_trained": 16, "loop_s": 8.0, "curve": [[4.0, 8], [8.0, 16]], "stopped_by_time_box": False,
+           "process_s": 30.0, "model_dir": str(tmp_path / "trl_model"), "advantage": "config", "settings": settings}
+    (earlier / "trl_result.json").write_text(json.dumps(trl))
+    calls = []
+    monkeypatch.setattr(bench, "_sub", lambda py, args, *a: (calls.append(args[0]), bench_eval(args))[1])
+
+    def bench_eval(args):
+        Path(args[3]).write_text(json.dumps({n: {"accuracy": 0.5} for n, *_ in json.loads(args[2])}))
+        return 0, False
+
+    out = tmp_path / "r.json"
+    bench.main([*base(), "--work", str(tmp_path / "w2"), "--out", str(out), "--reuse-trl", str(earlier)])
+    assert calls == ["_eval"]  # TRL was not trained again
+    rec = json.loads(out.read_text())
+    assert rec["trl"]["reused_from"] == str(earlier) and rec["comparison"]["speedup_loop"] == pytest.approx(4.0)
+
+    for change, field in ((["optim.lr=1e-3"], "TRL setting learning_rate"), (["seed=3"], "seed")):
+        with pytest.raises(ConfigError, match=field):
+            bench.main([*base(*change), "--work", str(tmp_path / "w3"), "--reuse-trl", str(earlier)])
+    with pytest.raises(ConfigError, match="advantage 'config', this run asks 'dr_grpo'"):
+        bench.main([*base(), "--trl-advantage", "dr_grpo", "--work", str(tmp_path / "w3"), "--reuse-trl", str(earlier)])
+    with pytest.raises(ConfigError, match="no trl_result.json"):
+        bench.main([*base(), "--work", str(tmp_path / "w3"), "--reuse-trl", str(tmp_path / "nowhere")])
+    assert calls == ["_eval"]  # every refusal came before any run
