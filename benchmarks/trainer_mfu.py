@@ -204,6 +204,7 @@ def kernel_profile(step: Callable[[], Any], sync: Callable[[], None], device: st
     wall time (a gap means the step waits on the host: launches, Python, syncs) and the ``top`` kernels by time.
     On a CPU (dry run) the ops' self CPU time stands in for kernels."""
     import torch
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
@@ -214,8 +215,6 @@ def kernel_profile(step: Callable[[], Any], sync: Callable[[], None], device: st
         sync()
         wall = time.perf_counter() - t0
     if device == "cuda":  # the kernels themselves: an op's own row would count its kernels a second time
-        from torch.autograd import DeviceType
-
         # and not the annotated ranges on the device timeline (e.g. "Optimizer.step#MuonAdamW.step", 14 ms of an
         # H100 step on 2026-12-07): they span kernels that are counted on their own
         events = [e for e in prof.key_averages()
@@ -232,8 +231,6 @@ def kernel_profile(step: Callable[[], Any], sync: Callable[[], None], device: st
         "torch": torch.__version__,
     }
     if device == "cuda":  # what the host was doing while the GPU sat idle
-        from torch.autograd import DeviceType
-
         kernels, host = [], []
         try:
             for e in prof.events():

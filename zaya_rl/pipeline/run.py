@@ -149,16 +149,16 @@ def evaluate_targets(targets: Sequence[tuple[str, str | Path, list[str] | None]]
     actors, host = None, None
     try:
         for version, (name, tgt) in enumerate(resolved):
-            if actors is not None and (why := engine_mismatch(host, tgt)):
-                log.info("eval %s: a new engine (%s)", name, why)
-                actors.kill()
-                actors = None
             if actors is not None:
-                try:
-                    asyncio.run(_load_folder(actors, tgt.cfg.model.path, version))
-                except Exception as e:  # an engine that cannot reload: this target gets its own, as before
-                    log.warning("eval %s: reloading the engine failed (%s: %s); starting a new one", name,
-                                type(e).__name__, e)
+                if why := engine_mismatch(host, tgt):
+                    log.info("eval %s: a new engine (%s)", name, why)
+                else:
+                    try:
+                        asyncio.run(_load_folder(actors, tgt.cfg.model.path, version))
+                    except Exception as e:  # an engine that cannot reload: this target gets its own, as before
+                        why = f"reloading the engine failed ({type(e).__name__}: {e})"
+                        log.warning("eval %s: %s; starting a new one", name, why)
+                if why:
                     actors.kill()
                     actors = None
             if actors is None:

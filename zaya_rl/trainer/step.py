@@ -81,10 +81,10 @@ def describe_kernels(model: torch.nn.Module, settings: LossSettings) -> dict[str
         settings.logprob_impl, device=head.device, weight_dtype=head.dtype, fp32=settings.fp32_lm_head,
         has_bias=bias is not None,
     )
-    if settings.logprob_grad_filter and impl != "cce":
-        raise ValueError(f"trainer.logprob_grad_filter is cut-cross-entropy's, but the log-prob kernel here is {impl}"
-                         + (f" ({why})" if why else ""))
     if settings.logprob_grad_filter:
+        if impl != "cce":
+            raise ValueError(f"trainer.logprob_grad_filter is cut-cross-entropy's, but the log-prob kernel here is "
+                             f"{impl}" + (f" ({why})" if why else ""))
         impl += " with gradient filtering"
     separators, no_pack = packing_separators(model)
     if settings.packing == "always" and separators is None:
