@@ -238,9 +238,11 @@ def test_engine_kwargs_processed_logprobs_routing_and_transfer_backend():
 
 
 class _FakeLLMEngine:
-    """In-process ``LLMEngine`` stand-in: each ``step`` emits one token per request."""
+    """In-process ``LLMEngine`` stand-in: each ``step`` emits one token per request (``length`` in all; token
+    ``i`` is ``token(i)``, its log-prob ``-i / 10``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, length: int = 4, token=lambda i: 100 + i) -> None:
+        self.length, self.token = length, token
         self.reqs: dict[str, list[int]] = {}
         self.steps = 0
         self.output_processor = SimpleNamespace(
@@ -256,9 +258,9 @@ class _FakeLLMEngine:
         self.steps += 1
         outs = []
         for rid, toks in list(self.reqs.items()):
-            toks.append(100 + len(toks))
-            done = len(toks) == 4
-            lp = [{toks[-1]: SimpleNamespace(logprob=-1.0)}]
+            toks.append(self.token(len(toks)))
+            done = len(toks) == self.length
+            lp = [{toks[-1]: SimpleNamespace(logprob=-(len(toks) - 1) / 10)}]
             outs.append(SimpleNamespace(request_id=rid, finished=done, outputs=[SimpleNamespace(
                 token_ids=[toks[-1]], logprobs=lp, finish_reason="length" if done else None, routed_experts=None)]))
             if done:
@@ -383,3 +385,95 @@ def test_a_finished_request_without_routes_gets_no_route_rows_and_one_warning(ca
         assert r.routed_experts.shape == (3 + 4 - 1, 2, 2) and (r.routed_experts == NO_ROUTE).all()
     warnings = [m for m in caplog.messages if "no routed experts" in m]
     assert len(warnings) == 1 and "request a" in warnings[0]
+
+
+def _stepped_stream(core, stream_interval: int, n: int = 1):
+    """Every output each of ``n`` requests' consumers took from a ``SteppedLLM`` over ``core``."""
+    from zaya_rl.rollout.vllm_stepped import SteppedLLM
+
+    llm = SteppedLLM(core, stream_interval=stream_interval)
+
+    async def run():
+        async def collect(rid):
+            return [o async for o in llm.generate({"prompt_token_ids": [1]}, None, rid)]
+
+        return await asyncio.gather(*(collect(f"r{i}") for i in range(n)))
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("interval", [1, 3, 4, 10, 11])
+def test_stepped_stream_interval_hands_over_every_token_in_fewer_outputs(interval):
+    """Consumers are woken once per ``interval`` tokens (or at the end) and get exactly the tokens and
+    log-probs of waking after every step."""
+    for outs in _stepped_stream(_FakeLLMEngine(length=10), interval, n=3):
+        sizes = [len(o.outputs[0].token_ids) for o in outs]
+        expected = [interval] * (10 // interval) + ([10 % interval] if 10 % interval else [])
+        assert sizes == expected and [o.finished for o in outs] == [False] * (len(outs) - 1) + [True]
+        tokens = [t for o in outs for t in o.outputs[0].token_ids]
+        logprobs = [lp for o in outs for entry in o.outputs[0].logprobs for lp in [list(entry.values())[0].logprob]]
+        assert tokens == list(range(100, 110)) and logprobs == pytest.approx([-i / 10 for i in range(10)])
+        assert outs[-1].outputs[0].finish_reason == "length"
+
+
+def test_stepped_stream_interval_books_versions_per_step_and_keeps_the_canary_cut():
+    """An update inside a held window splits the versions at the step it ran after, not at a hand-over; the
+    canary still cuts at its flagging token (the engine reads merged deltas token by token)."""
+    from zaya_rl.canary import CompressibilityCanary
+    from zaya_rl.rollout.vllm_stepped import SteppedLLM
+
+    core = _FakeLLMEngine(length=10)
+    eng = _engine(SteppedLLM(core, stream_interval=4), in_process=True)
+    original_step = core.step
+
+    def step_then_update():
+        outs = original_step()
+        if core.steps == 6:  # two tokens into the second window of 4
+            asyncio.get_running_loop().create_task(eng.update_weights(_state(1.0), version=1))
+        return outs
+
+    core.step = step_then_update
+    res = asyncio.run(eng.generate(_req(max_new=10, stop=())))
+    assert res.token_ids == list(range(100, 110)) and res.versions == [0] * 6 + [1] * 4
+
+    ref = CompressibilityCanary(0.3, 2, 64)
+    flag_at = next(i for i in range(400) if ref.feed("a"))
+    core = _FakeLLMEngine(length=400, token=lambda i: ord("a"))
+    eng = _engine(SteppedLLM(core, stream_interval=10), in_process=True)
+    res = asyncio.run(eng.generate(_req(max_new=400, stop=(), canary=CanarySpec(threshold=0.3, patience=2,
+                                                                                chunk_bytes=64))))
+    assert flag_at % 10 != 9  # the flag lands inside a window, not on a hand-over
+    assert res.finish_reason == "degenerate" and len(res.token_ids) == flag_at + 1
+    assert core.steps < flag_at + 11  # aborted within one window of the flag
+
+
+def test_stepped_abort_hands_over_the_held_tokens():
+    from zaya_rl.rollout.vllm_stepped import SteppedLLM
+
+    core = _FakeLLMEngine(length=50)
+    llm = SteppedLLM(core, stream_interval=8)
+
+    async def run():
+        async def collect():
+            return [o async for o in llm.generate({"prompt_token_ids": [1]}, None, "a")]
+
+        task = asyncio.create_task(collect())
+        while core.steps < 11:  # one window handed over, some tokens held
+            await asyncio.sleep(0)
+        steps = core.steps
+        await llm.abort("a")
+        return steps, await task
+
+    steps, outs = asyncio.run(run())
+    assert 11 <= steps < 16
+    tokens = [t for o in outs for t in o.outputs[0].token_ids]
+    assert outs[-1].outputs[0].finish_reason == "abort" and tokens == list(range(100, 100 + steps))
+    assert len(outs) == 2 and len(outs[-1].outputs[0].logprobs) == len(outs[-1].outputs[0].token_ids) == steps - 8
+
+
+def test_stream_interval_is_for_the_stepped_frontend():
+    base = {"model": {"preset": "tiny-qwen3moe"}}
+    with pytest.raises(ConfigError, match="rollout.vllm.stream_interval"):
+        config_from_dict({**base, "rollout": {"engine": "vllm", "vllm": {"frontend": "async_llm", "stream_interval": 8}}})
+    assert config_from_dict({**base, "rollout": {"engine": "vllm", "vllm": {"stream_interval": 8}}}).rollout.vllm.stream_interval == 8
+    assert config_from_dict({**base, "rollout": {"engine": "vllm", "vllm": {"frontend": "async_llm"}}}).rollout.vllm.stream_interval == 16

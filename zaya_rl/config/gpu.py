@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from zaya_rl.config.base import Section
 
@@ -41,8 +41,20 @@ class VLLMConfig(Section):
     kv_cache_gb: float | None = Field(None, gt=0.0)
     """KV-cache size in GiB (vLLM's ``kv_cache_memory_bytes``). None: from ``gpu_memory_utilization`` on a
     GPU; 1 GiB on a CPU-only vLLM, which would otherwise claim most of the host memory."""
+    stream_interval: int = Field(16, ge=1)
+    """``stepped`` frontend: a request's stream (log-probs, canary) takes its new tokens this many at a time, or
+    all at once when it finishes, instead of after every engine step (``vllm_stepped.SteppedLLM``); versions
+    are still booked per step, and a degenerate rollout is aborted at most this many tokens later. 1: every
+    step. ``async_llm`` needs none: vLLM merges the outputs a busy consumer has not taken."""
     engine_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Extra ``AsyncEngineArgs`` fields passed through unchanged (e.g. ``{"max_num_batched_tokens": 8192}``)."""
+
+    @model_validator(mode="after")
+    def _stream_interval_needs_stepped(self) -> VLLMConfig:
+        if self.frontend == "async_llm" and "stream_interval" in self.model_fields_set and self.stream_interval != 1:
+            raise ValueError(f"rollout.vllm.stream_interval: {self.stream_interval} acts on the stepped frontend, but "
+                             "rollout.vllm.frontend is async_llm (its consumers take merged outputs already)")
+        return self
 
 
 class WeightSyncConfig(Section):

@@ -165,7 +165,7 @@ def build(cfg: Any) -> tuple[VLLMEngine, Any]:
     if routing is not None:
         vllm_compat.keep_routes_in_merged_outputs()  # vLLM 0.24 drops them when streamed outputs merge
     kwargs = engine_kwargs(cfg, folder, routing is not None, on_cpu=on_cpu)
-    llm = FRONTENDS[choice.frontend](kwargs)
+    llm = FRONTENDS[choice.frontend](kwargs, cfg.rollout.vllm)
     engine = VLLMEngine(
         llm,
         AutoTokenizer.from_pretrained(folder),

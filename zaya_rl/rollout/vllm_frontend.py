@@ -80,7 +80,7 @@ def resolve_frontend(requested: str) -> FrontendChoice:
     return choice
 
 
-def build_async_llm(kwargs: dict[str, Any]) -> Any:
+def build_async_llm(kwargs: dict[str, Any], vcfg: Any = None) -> Any:
     """``AsyncLLM`` (engine core in a child process) from engine-argument fields."""
     from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.v1.engine.async_llm import AsyncLLM
@@ -88,14 +88,15 @@ def build_async_llm(kwargs: dict[str, Any]) -> Any:
     return AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs))
 
 
-def build_stepped(kwargs: dict[str, Any]) -> Any:
-    """``SteppedLLM`` (in-process ``LLMEngine``) from engine-argument fields."""
+def build_stepped(kwargs: dict[str, Any], vcfg: Any = None) -> Any:
+    """``SteppedLLM`` (in-process ``LLMEngine``) from engine-argument fields and ``rollout.vllm`` (its
+    ``stream_interval``; None: every step)."""
     from vllm.engine.arg_utils import EngineArgs
 
     from zaya_rl.rollout.vllm_stepped import SteppedLLM
 
-    return SteppedLLM.from_engine_args(EngineArgs(**kwargs))
+    return SteppedLLM.from_engine_args(EngineArgs(**kwargs), 1 if vcfg is None else vcfg.stream_interval)
 
 
-#: ``FrontendChoice.frontend`` -> builder of the AsyncLLM-like object from engine kwargs.
+#: ``FrontendChoice.frontend`` -> builder of the AsyncLLM-like object from engine kwargs and ``rollout.vllm``.
 FRONTENDS = {"async_llm": build_async_llm, "stepped": build_stepped}

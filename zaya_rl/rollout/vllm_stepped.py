@@ -9,7 +9,11 @@ this class.
 How it runs: like ``TorchEngine``, a background task in the caller's event loop calls ``engine.step()``
 (one scheduler iteration: prefill/decode of every running request, synchronous on the GPU) and then
 yields to the loop, so ``abort``, new requests and weight updates run between two steps, never during
-one. Outputs (DELTA) go to one queue per request. ``pause_generation(mode="keep")`` simply stops stepping:
+one. Outputs (DELTA) go to one queue per request, ``stream_interval`` tokens at a time: a step's delta is
+merged into the request's held output, and the consumer is woken once the held output has that many tokens
+or is final (vLLM's ``--stream-interval``, done here so that versions are still booked every step). Waking
+every consumer after every step cost ~20 us a token of asyncio and stream Python on the 2-core dev CPU
+(``benchmarks/stepped_stream.py``), paid in the same thread as the steps. ``pause_generation(mode="keep")`` simply stops stepping:
 running requests stay in vLLM's scheduler with their KV cache and continue on ``resume_generation``.
 
 Per-token versions work as in vLLM >= 0.32, on any vLLM: ``update_weight_version(label)`` sets the label,
@@ -67,11 +71,16 @@ class SteppedLLM:
 
     Args:
         engine: a ``vllm.v1.engine.llm_engine.LLMEngine`` built without multiprocessing.
+        stream_interval: new tokens per consumer wake-up (a final output always wakes it); 1: every step.
     """
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: Any, stream_interval: int = 1) -> None:
+        if stream_interval < 1:
+            raise ValueError(f"SteppedLLM.stream_interval must be >= 1, got {stream_interval}")
         self.engine = engine
+        self.stream_interval = stream_interval
         self._queues: dict[str, asyncio.Queue] = {}
+        self._held: dict[str, Any] = {}  # request id -> output not yet handed to its consumer
         self._paused = False
         self._resumed = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -79,12 +88,12 @@ class SteppedLLM:
         self._spans: dict[str, list[Span]] = {}
 
     @classmethod
-    def from_engine_args(cls, engine_args: Any) -> SteppedLLM:
+    def from_engine_args(cls, engine_args: Any, stream_interval: int = 1) -> SteppedLLM:
         """Build the in-process engine from ``vllm.engine.arg_utils.EngineArgs``."""
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # from_engine_args reads it and would override
         from vllm.v1.engine.llm_engine import LLMEngine
 
-        return cls(LLMEngine.from_engine_args(engine_args, enable_multiprocessing=False))
+        return cls(LLMEngine.from_engine_args(engine_args, enable_multiprocessing=False), stream_interval)
 
     async def generate(self, prompt: Any, sampling_params: Any, request_id: str) -> AsyncIterator[Any]:
         queue: asyncio.Queue = asyncio.Queue()
@@ -103,6 +112,7 @@ class SteppedLLM:
         finally:
             self._queues.pop(request_id, None)
             self._spans.pop(request_id, None)
+            self._held.pop(request_id, None)
 
     def _kick(self) -> None:
         if self._task is None or self._task.done():
@@ -115,14 +125,29 @@ class SteppedLLM:
                     await self._resumed.wait()
                     continue
                 for out in self.engine.step():
-                    queue = self._queues.get(out.request_id)
-                    if queue is not None:
+                    if out.request_id in self._queues:
                         self._book(out)
-                        queue.put_nowait(out)
+                        self._deliver(out)
                 await asyncio.sleep(0)  # abort / add / pause / weight updates run between steps
         except Exception as exc:  # a failed step fails every waiting request, with the cause
+            self._held.clear()
             for queue in self._queues.values():
                 queue.put_nowait(exc)
+
+    def _deliver(self, out: Any) -> None:
+        """Merge ``out`` into the request's held output; hand it over once final or ``stream_interval`` long."""
+        rid = out.request_id
+        held = self._held.pop(rid, None)
+        if held is not None:
+            out = _merged(held, out)
+        if out.finished or len(out.outputs[0].token_ids) >= self.stream_interval:
+            self._queues[rid].put_nowait(out)
+            return
+        if held is None:  # own the lists that later deltas extend (vLLM's may be shared)
+            c = out.outputs[0]
+            c.token_ids = list(c.token_ids)
+            c.logprobs = None if c.logprobs is None else list(c.logprobs)
+        self._held[rid] = out
 
     def _book(self, out: Any) -> None:
         """Book the step's new tokens under the current label; a final output gets the request's spans."""
@@ -148,7 +173,7 @@ class SteppedLLM:
         self.engine.abort_request([request_id])
         if queue is not None:
             spans = list(self._spans.get(request_id, ()))
-            queue.put_nowait(_Output(request_id, [_Completion(routed_experts=routes, weight_versions=spans)]))
+            self._deliver(_Output(request_id, [_Completion(routed_experts=routes, weight_versions=spans)]))
 
     def _routes_so_far(self, request_id: str) -> np.ndarray | None:
         """Routed experts vLLM's output processor holds for a live request (None if unavailable)."""
@@ -196,3 +221,20 @@ class SteppedLLM:
         core = getattr(self.engine, "engine_core", None)
         if core is not None and hasattr(core, "shutdown"):
             core.shutdown()
+
+
+def _merged(held: Any, new: Any) -> Any:
+    """``new`` carrying ``held``'s tokens and log-probs before its own (two DELTA outputs of one request).
+
+    Everything else (``finished``, finish reason, routed experts, versions) is ``new``'s: only a request's last
+    output has them. ``held``'s lists (owned by ``SteppedLLM._deliver``) are extended in place and become
+    ``new``'s, so holding k steps costs O(k) copies, not O(k^2)."""
+    h, n = held.outputs[0], new.outputs[0]
+    h.token_ids.extend(n.token_ids)
+    n.token_ids = h.token_ids
+    if h.logprobs is None or n.logprobs is None:
+        n.logprobs = None  # tokens without log-probs: the consumer's check (sampled_logprobs) names the request
+    else:
+        h.logprobs.extend(n.logprobs)
+        n.logprobs = h.logprobs
+    return new
