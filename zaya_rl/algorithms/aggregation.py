@@ -40,11 +40,12 @@ def _count(local: Tensor, given: int | None, name: str) -> Tensor:
     """The denominator: the global count if given (checked against this batch), else the local count.
 
     A zero count only happens with an all-masked batch, whose numerator is 0; clamping to 1 makes the loss
-    0 instead of 0/0 = NaN.
+    0 instead of 0/0 = NaN. The check against the local count runs where it is free, on CPU tensors: on a GPU
+    it would make the host wait for the device in every micro-batch (the trainer step counts on the host).
     """
     if given is None:
         return local.clamp(min=1)
-    if given < int(local):
+    if local.device.type == "cpu" and given < int(local):
         raise ValueError(
             f"{name}={given} is smaller than this batch's own count {int(local)}: it must count the whole optimizer step"
         )

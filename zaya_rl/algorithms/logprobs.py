@@ -153,6 +153,7 @@ def token_logprobs(
     bias: Tensor | None = None,
     impl: str = "auto",
     grad_filter: bool = False,
+    check_targets: bool = True,
 ) -> Tensor:
     """log_softmax((hidden @ Wᵀ + b) / T)[target] per row, never materialising ``[N, V]`` logits;
     differentiable in hidden, W and b.
@@ -173,6 +174,8 @@ def token_logprobs(
             with the reason.
         grad_filter: cut-cross-entropy's gradient filtering (``trainer.logprob_grad_filter``); an error with any
             other implementation.
+        check_targets: check that every target lies in [0, V) (a ``ValueError``); on a GPU the check waits
+            for the device, so a caller that checked the ids on the host passes False.
 
     Returns:
         log-probs shaped like ``targets``, float32 (float64 for float64 inputs).
@@ -191,7 +194,8 @@ def token_logprobs(
         raise ValueError(f"bias must be [V={lm_head_weight.shape[0]}], got {tuple(bias.shape)}")
     flat_targets = targets.reshape(-1).long()
     if (
-        flat_targets.numel()
+        check_targets
+        and flat_targets.numel()
         and not 0 <= int(flat_targets.min()) <= int(flat_targets.max()) < lm_head_weight.shape[0]
     ):
         raise ValueError(

@@ -86,9 +86,10 @@ def _safe_mean(values: Tensor, weights: Tensor) -> Tensor:
 
 
 def _metrics(
-    log_ratio: Tensor, keep: Tensor, positive: Tensor, mask: Tensor, tis_cap: float
-) -> dict[str, float]:
-    """Diagnostics of one loss call, over loss tokens (mask = 1). Computed without gradient."""
+    log_ratio: Tensor, keep: Tensor, positive: Tensor, mask: Tensor, tis_cap: float, sync: bool = True
+) -> dict[str, float] | dict[str, Tensor]:
+    """Diagnostics of one loss call, over loss tokens (mask = 1), as floats (one device sync for all) or,
+    with ``sync=False``, as 0-d tensors on the loss's device. Computed without gradient."""
     m = mask.float()
     pos, neg = m * positive, m * ~positive
     dropped = (~keep).float()
@@ -102,7 +103,7 @@ def _metrics(
             _safe_mean(-log_ratio, m),
             m.sum(),
         ]
-    ).tolist()  # one device sync for all metrics
+    )
     names = [
         "loss/dppo_masked_frac",
         "loss/dppo_masked_frac_pos_adv",
@@ -112,7 +113,7 @@ def _metrics(
         "loss/ppo_kl",
         "loss/num_tokens",
     ]
-    return dict(zip(names, values, strict=True))
+    return dict(zip(names, values.tolist() if sync else values.unbind(), strict=True))
 
 
 def policy_loss(
@@ -127,7 +128,8 @@ def policy_loss(
     max_len: int | None = None,
     num_sequences: int | None = None,
     num_tokens: int | None = None,
-) -> tuple[Tensor, dict[str, float]]:
+    sync_metrics: bool = True,
+) -> tuple[Tensor, dict[str, float] | dict[str, Tensor]]:
     """ℓ = −A·sg(min(p/q, C))·v·logπ_θ aggregated by ``mode`` (algorithms.md §12; module docstring).
 
     Args:
@@ -141,6 +143,8 @@ def policy_loss(
         max_len: L_max for ``seq-mean-token-sum-norm`` (the generation budget).
         num_sequences: non-empty sequences of the whole optimizer step (micro-batch invariance).
         num_tokens: loss tokens of the whole optimizer step (``token-mean`` micro-batch invariance).
+        sync_metrics: False returns the metrics as 0-d tensors, leaving the host free to queue more work
+            (the trainer step reads them all once, at its end).
 
     Returns:
         ``(loss, metrics)``: the scalar loss and float diagnostics namespaced ``loss/``: masked fraction of
@@ -162,7 +166,7 @@ def policy_loss(
         coef = torch.where(
             mask.bool() & keep, -adv * weight, torch.zeros((), dtype=dtype, device=logp.device)
         )
-        metrics = _metrics(log_ratio, keep, (adv > 0).expand_as(keep), mask.bool(), tis_cap)
+        metrics = _metrics(log_ratio, keep, (adv > 0).expand_as(keep), mask.bool(), tis_cap, sync_metrics)
     loss_mat = coef * logp.to(dtype)
     loss = aggregate(
         loss_mat, mask, mode, max_len=max_len, num_sequences=num_sequences, num_tokens=num_tokens

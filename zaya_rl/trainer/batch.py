@@ -40,6 +40,16 @@ class TrainSample:
     lag: int = 0
 
 
+def _move(t: torch.Tensor | None, device: torch.device | str, non_blocking: bool) -> torch.Tensor | None:
+    """``t`` on ``device``; with ``non_blocking`` a host tensor is pinned first (an asynchronous copy needs
+    page-locked memory; from pageable memory the copy would still wait)."""
+    if t is None:
+        return None
+    if non_blocking and t.device.type == "cpu" and torch.device(device).type == "cuda":
+        t = t.pin_memory()
+    return t.to(device, non_blocking=non_blocking)
+
+
 @dataclass
 class PackedInputs:
     """The packed forward of one micro-batch (built by ``trainer/packing.py``).
@@ -57,8 +67,8 @@ class PackedInputs:
     keep: torch.Tensor
     slot: torch.Tensor
 
-    def to(self, device: torch.device | str) -> PackedInputs:
-        return PackedInputs(*(t.to(device) for t in dataclasses.astuple(self)))
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> PackedInputs:
+        return PackedInputs(*(_move(getattr(self, f.name), device, non_blocking) for f in dataclasses.fields(self)))
 
 
 @dataclass
@@ -77,6 +87,10 @@ class MicroBatch:
         lags: ``[B]`` long, lag of each sample (for metrics).
         packed: the same sequences laid end to end (``trainer.packing``); when set, the forward runs on it
             and the fields above stay the per-sequence view the loss reads.
+        loss_index: ``[n]`` long, the loss positions as flat indices of ``loss_mask`` (row-major), or None.
+        loss_rows: ``[n]`` long, the rows of the forward's flattened hidden states at those positions, or None.
+            Both are filled on the host (``packing.with_loss_positions``): found from the mask on a GPU, they
+            would make the host wait for the device in every micro-batch.
     """
 
     input_ids: torch.Tensor
@@ -89,10 +103,16 @@ class MicroBatch:
     replay_valid: torch.Tensor | None
     lags: torch.Tensor
     packed: PackedInputs | None = None
+    loss_index: torch.Tensor | None = None
+    loss_rows: torch.Tensor | None = None
 
-    def to(self, device: torch.device | str) -> MicroBatch:
-        """A copy with every tensor (and the packed inputs) on ``device``."""
-        return MicroBatch(**{k: (v.to(device) if v is not None else v) for k, v in vars(self).items()})
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> MicroBatch:
+        """A copy with every tensor (and the packed inputs) on ``device``. ``non_blocking``: host tensors are
+        pinned first, so that copies to a GPU do not make the host wait for the device."""
+        return MicroBatch(**{
+            k: v.to(device, non_blocking) if isinstance(v, PackedInputs) else _move(v, device, non_blocking)
+            for k, v in vars(self).items()
+        })
 
     @property
     def num_sequences(self) -> int:

@@ -285,14 +285,24 @@ def _zaya_masks(model: torch.nn.Module, packed: PackedInputs) -> dict[str, Tenso
     return masks
 
 
+def with_loss_positions(mb: MicroBatch) -> MicroBatch:
+    """``mb`` with ``loss_index`` and ``loss_rows`` found where ``mb`` is: call it on the host, before the
+    micro-batch moves to the GPU (boolean indexing there waits for the device)."""
+    index = mb.loss_mask.reshape(-1).nonzero().squeeze(1)
+    rows = index if mb.packed is None else mb.packed.slot[index]
+    return dataclasses.replace(mb, loss_index=index, loss_rows=rows)
+
+
 def forward_view(model: torch.nn.Module, mb: MicroBatch) -> ForwardView:
     """The forward inputs, replay routes and loss rows of ``mb`` (packed if ``mb.packed`` is set)."""
+    if mb.loss_rows is None:
+        mb = with_loss_positions(mb)
     if mb.packed is None:
         return ForwardView(
             {"input_ids": mb.input_ids, "attention_mask": mb.attention_mask, "use_cache": False},
             mb.replay_indices,
             mb.replay_valid,
-            mb.loss_mask.reshape(-1).nonzero().squeeze(1),
+            mb.loss_rows,
         )
     p = mb.packed
     # no cache: transformers detects packed position ids only without a 2-D mask and without a cache
@@ -310,7 +320,7 @@ def forward_view(model: torch.nn.Module, mb: MicroBatch) -> ForwardView:
         indices[p.slot[real]] = flat_idx[real]
         valid[p.slot[real]] = flat_valid[real]
         indices, valid = indices.view(rows, width, *flat_idx.shape[1:]), valid.view(rows, width, -1)
-    return ForwardView(inputs, indices, valid, p.slot[mb.loss_mask.reshape(-1)])
+    return ForwardView(inputs, indices, valid, mb.loss_rows)
 
 
 def padding_fraction(micro_batches: Sequence[MicroBatch]) -> float:

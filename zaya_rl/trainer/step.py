@@ -5,8 +5,9 @@
         logp   = token_logprobs(hidden[loss positions], lm_head, targets, T)   # chunked or fused, never [N × V]
         loss_mb = policy_loss(logp, behaviour, A, mask, δ, C, mode, L_max, num_sequences=B_global)
         loss_mb.backward()                                # Σ_mb loss_mb == full-batch loss
-    if any loss or the gradient norm is non-finite: zero the gradients and skip the step
-    clip the global gradient norm; optimizer.step()
+    clip the global gradient norm
+    read the loss, the norm and the metrics from the device (the step's one wait for it)
+    if the loss or the gradient norm is non-finite: zero the gradients and skip the step; else optimizer.step()
 
 With ``router_replay`` every step logs ``replay/coverage`` (real positions replayed in every MoE layer; a
 sample without routes routes natively), ``replay/sample_coverage`` and ``replay/disagreement`` (replayed
@@ -36,6 +37,7 @@ from zaya_rl.trainer.packing import (
     padded_fraction,
     padding_fraction,
     plan_micro_batches,
+    with_loss_positions,
 )
 
 
@@ -106,14 +108,19 @@ def sequence_logprobs(
     settings: LossSettings,
     replay: bool | None = None,
     replay_stats: ReplayStats | None = None,
+    check_targets: bool = True,
 ) -> torch.Tensor:
     """Log-probs ``[B, T]`` of ``mb.targets`` at loss positions (0 elsewhere), at the sampling temperature.
 
     ``replay`` overrides ``settings.router_replay``; ``replay_stats`` accumulates the replay statistics
     (coverage from the per-sequence ``[B, T]`` view, disagreement from the forward's routes: the same counts
-    in the packed and the right-padded layout).
+    in the packed and the right-padded layout). ``check_targets``: ``token_logprobs``' range check (False
+    where the caller checked the token ids on the host). With ``mb.loss_index``/``loss_rows`` filled on the
+    host (``packing.with_loss_positions``) nothing here waits for the device.
     """
     base, head, bias = base_and_head(model)
+    if mb.loss_rows is None:
+        mb = with_loss_positions(mb)
     view = forward_view(model, mb)
     use_replay = settings.router_replay if replay is None else replay
     if use_replay and replay_stats is not None:
@@ -128,16 +135,16 @@ def sequence_logprobs(
     lp = token_logprobs(
         hidden.reshape(-1, hidden.shape[-1])[view.loss_rows],
         head,
-        mb.targets[mb.loss_mask],
+        mb.targets.reshape(-1)[mb.loss_index],
         temperature=settings.temperature,
         chunk_size=settings.logprob_chunk_size,
         fp32=settings.fp32_lm_head,
         bias=bias,
         impl=settings.logprob_impl,
         grad_filter=settings.logprob_grad_filter,
+        check_targets=check_targets,
     )
-    out = torch.zeros(mb.loss_mask.shape, dtype=lp.dtype, device=lp.device)
-    return out.masked_scatter(mb.loss_mask, lp)
+    return lp.new_zeros(mb.loss_mask.numel()).index_put((mb.loss_index,), lp).view(mb.loss_mask.shape)
 
 
 def _micro_batch_loss(
@@ -148,8 +155,11 @@ def _micro_batch_loss(
     num_tokens: int,
     settings: LossSettings,
     replay_stats: ReplayStats | None = None,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    logp = sequence_logprobs(model, mb, settings=settings, replay_stats=replay_stats)
+    on_host: bool = False,
+) -> tuple[torch.Tensor, dict[str, float] | dict[str, torch.Tensor]]:
+    """The micro-batch's loss and metrics. ``on_host``: the caller checked the token ids and found the loss
+    positions on the host, and takes the metrics as device tensors (nothing here waits for the device)."""
+    logp = sequence_logprobs(model, mb, settings=settings, replay_stats=replay_stats, check_targets=not on_host)
     return policy_loss(
         logp,
         mb.behaviour_logp,
@@ -161,7 +171,38 @@ def _micro_batch_loss(
         max_len=settings.max_len,
         num_sequences=num_sequences,
         num_tokens=num_tokens,
+        sync_metrics=not on_host,
     )
+
+
+def check_token_ids(samples: Sequence[TrainSample], vocab_size: int) -> None:
+    """Every prompt and completion id in [0, vocab_size), checked on the host; the error names the sample."""
+    for i, s in enumerate(samples):
+        ids = [*s.prompt_ids, *s.token_ids]
+        if ids and not 0 <= min(ids) <= max(ids) < vocab_size:
+            raise ValueError(f"sample {i} of the step has token ids in [{min(ids)}, {max(ids)}], outside the "
+                             f"model's vocabulary [0, {vocab_size})")
+
+
+def _read_from_device(
+    losses: list[torch.Tensor], norm: torch.Tensor | None, stats: list[dict[str, torch.Tensor]], device: torch.device
+) -> tuple[float, float, dict[str, float]]:
+    """The step's loss (sum over micro-batches), gradient norm (0 without gradients) and loss metrics (each
+    micro-batch's weighted by its loss tokens, ``loss/num_tokens``; none without loss tokens), read from the
+    device in one transfer."""
+    names = list(stats[0]) if stats else []
+    zero = torch.zeros(1, device=device)
+    parts = [torch.stack(losses).float().sum().reshape(1) if losses else zero,
+             norm.detach().float().reshape(1) if norm is not None else zero]
+    if stats:
+        table = torch.stack([torch.stack([m[k] for k in names]) for m in stats]).float()
+        weight = table[:, names.index("loss/num_tokens")]
+        parts += [(table * weight[:, None]).sum(0), weight.sum().reshape(1)]
+    else:
+        parts.append(zero)
+    total_loss, grad_norm, *sums, weight_sum = torch.cat(parts).tolist()  # the one read
+    metrics = {k: v / weight_sum for k, v in zip(names, sums, strict=True)} if weight_sum > 0 else {}
+    return total_loss, grad_norm, metrics
 
 
 def train_step(
@@ -172,8 +213,14 @@ def train_step(
     settings: LossSettings,
     pad_id: int,
 ) -> StepResult:
-    """Accumulate the loss of ``samples`` over micro-batches and take one optimizer step (or skip it)."""
+    """Accumulate the loss of ``samples`` over micro-batches and take one optimizer step (or skip it).
+
+    The host reads from the device once, after the last backward: the loss, the gradient norm and the
+    metrics together (then it decides between stepping and skipping). Token ids, loss positions and the
+    step's counts are found on the host before the micro-batches move, so the host queues every micro-batch's
+    forward and backward without waiting for the device in between."""
     device = next(model.parameters()).device
+    check_token_ids(samples, base_and_head(model)[1].shape[0])
     micro = plan_micro_batches(
         model, samples, packing=settings.packing, micro_batch_size=settings.micro_batch_size,
         micro_batch_tokens=settings.micro_batch_tokens, pad_id=pad_id,
@@ -181,35 +228,33 @@ def train_step(
     layout = {"train/padding_frac": padding_fraction(micro)}
     if any(mb.packed is not None for mb in micro):  # what the right-padded layout would have wasted
         layout["train/padding_frac_unpacked"] = padded_fraction(samples, settings.micro_batch_size)
-    micro = [mb.to(device) for mb in micro]
     # Global denominators of the whole step, shared by every micro-batch (micro-batch invariance).
     num_sequences = count_nonempty(samples)
     num_tokens = sum(int(mb.loss_mask.sum()) for mb in micro)
+    micro = [with_loss_positions(mb).to(device, non_blocking=True) for mb in micro]
     model.train()
     optimizer.zero_grad(set_to_none=True)
-    total_loss, sums, weights = 0.0, {}, {}
+    losses, stats = [], []
     replay = ReplayStats()
     for mb in micro:
         loss, m = _micro_batch_loss(
-            model, mb, num_sequences=num_sequences, num_tokens=num_tokens, settings=settings, replay_stats=replay
+            model, mb, num_sequences=num_sequences, num_tokens=num_tokens, settings=settings, replay_stats=replay,
+            on_host=True,
         )
-        if not torch.isfinite(loss):
-            optimizer.zero_grad(set_to_none=True)
-            return StepResult({"train/nonfinite": 1.0}, skipped=True, reason=f"non-finite loss {loss.item()}")
         loss.backward()
-        total_loss += float(loss.detach())
-        w = float(mb.loss_mask.sum())
-        for k, v in m.items():
-            sums[k] = sums.get(k, 0.0) + v * w
-            weights[k] = weights.get(k, 0.0) + w
+        losses.append(loss.detach())
+        stats.append(m)
     params = [p for p in model.parameters() if p.grad is not None]
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)) if params else 0.0
+    norm = torch.nn.utils.clip_grad_norm_(params, settings.grad_clip) if params else None
+    total_loss, grad_norm, metrics = _read_from_device(losses, norm, stats, device)
+    if not math.isfinite(total_loss):
+        optimizer.zero_grad(set_to_none=True)
+        return StepResult({"train/nonfinite": 1.0}, skipped=True, reason=f"non-finite loss {total_loss}")
     if not math.isfinite(grad_norm):
         optimizer.zero_grad(set_to_none=True)
         return StepResult({"train/nonfinite": 1.0}, skipped=True, reason=f"non-finite gradient norm {grad_norm}")
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    metrics = {k: sums[k] / weights[k] for k in sums if weights[k] > 0}
     if settings.router_replay:
         metrics.update(replay.metrics())
     metrics.update(
