@@ -112,6 +112,14 @@ def samples_for(model: Any, args: argparse.Namespace) -> list[Any]:
     return out
 
 
+def _allocator_counts() -> dict[str, int]:
+    """The CUDA caching allocator's counts of device allocations, frees and out-of-memory retries so far."""
+    import torch
+
+    stats = torch.cuda.memory_stats()
+    return {k: int(stats.get(k, 0)) for k in ("num_device_alloc", "num_device_free", "num_alloc_retries")}
+
+
 def run_one(args: argparse.Namespace) -> dict[str, Any]:
     """Build one model, take ``--warmup`` + ``--steps`` trainer steps, return the figures."""
     import torch
@@ -152,8 +160,11 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     optimizer.step = timed_step
     pad_id = model.config.pad_token_id or 0
     times, opt_times = [], []
+    alloc_before: dict[str, int] = {}
     for i in range(args.warmup + args.steps):
         opt_time[0] = 0.0
+        if i == args.warmup and device == "cuda":
+            alloc_before = _allocator_counts()
         sync()
         t0 = time.perf_counter()
         res = train_step(model, optimizer, samples, settings=settings, pad_id=pad_id)
@@ -194,6 +205,11 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     if profile is not None:
         out["profile"] = profile
     if device == "cuda":
+        # cudaMalloc/cudaFree during the timed steps (each cudaFree waits for the device; a retry frees the
+        # whole cache): 0 unless the caching allocator ran out (try PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True)
+        after = _allocator_counts()
+        out["allocator_during_timed_steps"] = {k: after[k] - alloc_before.get(k, 0) for k in after}
+        out["pytorch_cuda_alloc_conf"] = os.environ.get("PYTORCH_CUDA_ALLOC_CONF")
         out["peak_memory_gb"] = torch.cuda.max_memory_allocated() / 1e9
         out["device_memory_gb"] = torch.cuda.get_device_properties(0).total_memory / 1e9
     return out

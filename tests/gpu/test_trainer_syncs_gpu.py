@@ -66,3 +66,38 @@ def test_the_packed_layout_does_not_wait_per_micro_batch_either():
     packed = dataclasses.replace(SETTINGS, packing="always", micro_batch_tokens=48)
     model = _model()
     assert _syncs(model, _samples(8), packed) == _syncs(model, _samples(24), packed)
+
+
+def _forward_syncs(model, ids, replay) -> int:
+    """Host waits of one forward of ``model``, inside ``replay_routing`` when ``replay`` is ``(idx, valid)``."""
+    from zaya_rl.models.router_replay import ReplayStats, replay_routing
+
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught, torch.no_grad():
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            if replay is None:
+                model(ids)
+            else:
+                with replay_routing(model, *replay, ReplayStats()):
+                    model(ids)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchronizing" in str(w.message) for w in caught)
+
+
+def test_router_replay_adds_no_waits_to_the_forward():
+    """The replay hooks keep their counts on the device: a replayed forward waits for the GPU as often as a
+    native one (transformers' own MoE blocks may wait; the difference is what replay adds)."""
+    from zaya_rl.models.policy import build_preset
+    from zaya_rl.models.router_replay import routing_shape
+
+    model = build_preset("tiny-qwen3moe", seed=0)[0].cuda()
+    layers, k = routing_shape(model)
+    g = torch.Generator(device="cuda").manual_seed(0)
+    ids = torch.randint(3, model.config.vocab_size, (4, 32), device="cuda", generator=g)
+    idx = torch.rand(4, 32, layers, model.config.num_experts, device="cuda", generator=g).topk(k, dim=-1).indices
+    valid = torch.ones(4, 32, layers, dtype=torch.bool, device="cuda")
+    _forward_syncs(model, ids, None), _forward_syncs(model, ids, (idx, valid))  # warm-up
+    assert _forward_syncs(model, ids, (idx, valid)) == _forward_syncs(model, ids, None)

@@ -231,6 +231,10 @@ def record_routing(
             h.remove()
 
 
+#: The counts ``ReplayStats`` keeps on the device, in the order of its accumulator.
+_DEVICE_COUNTS = ("mismatched", "total", "covered", "positions", "samples_covered")
+
+
 @dataclass
 class ReplayStats:
     """Router-replay statistics of one optimizer step (several micro-batch forwards).
@@ -240,35 +244,66 @@ class ReplayStats:
     ``replay_routing``. ``covered``/``positions`` and ``samples_covered``/``samples``: real input positions
     replayed in every MoE layer, and sequences with at least one replayed position; filled by
     ``add_coverage`` for every micro-batch, replayed or not.
+
+    The counts stay on the device where they are computed (reading one per router per forward made the host
+    wait for the GPU between MoE layers); ``counts``/``metrics`` read them all at once.
     """
 
-    mismatched: int = 0
-    total: int = 0
-    covered: int = 0
-    positions: int = 0
-    samples_covered: int = 0
     samples: int = 0
+    _sums: torch.Tensor | None = field(default=None, repr=False)
+
+    def _add(self, name: str, value: torch.Tensor) -> None:
+        if self._sums is None:
+            self._sums = torch.zeros(len(_DEVICE_COUNTS), dtype=torch.long, device=value.device)
+        self._sums[_DEVICE_COUNTS.index(name)] += value.to(torch.long)
+
+    def counts(self) -> dict[str, int]:
+        """Every count as an int (one read from the device)."""
+        sums = [0] * len(_DEVICE_COUNTS) if self._sums is None else self._sums.tolist()
+        return {**dict(zip(_DEVICE_COUNTS, sums, strict=True)), "samples": self.samples}
+
+    @property
+    def mismatched(self) -> int:
+        return self.counts()["mismatched"]
+
+    @property
+    def total(self) -> int:
+        return self.counts()["total"]
+
+    @property
+    def covered(self) -> int:
+        return self.counts()["covered"]
+
+    @property
+    def positions(self) -> int:
+        return self.counts()["positions"]
+
+    @property
+    def samples_covered(self) -> int:
+        return self.counts()["samples_covered"]
 
     @property
     def disagreement(self) -> float:
         """Fraction of replayed (token, layer) pairs whose native selection differs (0 when none)."""
-        return self.mismatched / self.total if self.total else 0.0
+        c = self.counts()
+        return c["mismatched"] / c["total"] if c["total"] else 0.0
 
     def add_coverage(self, valid: torch.Tensor | None, attention_mask: torch.Tensor) -> None:
         """Count one micro-batch: ``valid`` ``[B, T, L]`` (None: nothing replayed), ``attention_mask`` ``[B, T]``."""
         real = attention_mask.bool()
-        self.positions += int(real.sum())
+        self._add("positions", real.sum())
         self.samples += int(real.shape[0])
         if valid is not None:
-            self.covered += int((valid.all(dim=-1) & real).sum())
-            self.samples_covered += int((valid.any(dim=-1) & real).any(dim=-1).sum())
+            self._add("covered", (valid.all(dim=-1) & real).sum())
+            self._add("samples_covered", (valid.any(dim=-1) & real).any(dim=-1).sum())
 
     def metrics(self) -> dict[str, float]:
         """``replay/coverage`` (token positions), ``replay/sample_coverage``, ``replay/disagreement``."""
+        c = self.counts()
         return {
-            "replay/coverage": self.covered / self.positions if self.positions else 0.0,
-            "replay/sample_coverage": self.samples_covered / self.samples if self.samples else 0.0,
-            "replay/disagreement": self.disagreement,
+            "replay/coverage": c["covered"] / c["positions"] if c["positions"] else 0.0,
+            "replay/sample_coverage": c["samples_covered"] / c["samples"] if c["samples"] else 0.0,
+            "replay/disagreement": c["mismatched"] / c["total"] if c["total"] else 0.0,
         }
 
 
@@ -290,8 +325,8 @@ def _replay_hook(
     with torch.no_grad():
         native = family.native(module, out).sort(dim=-1).values
         differs = (native != idx.sort(dim=-1).values).any(dim=-1) & valid[:, 0]
-        stats.mismatched += int(differs.sum())
-        stats.total += int(valid.sum())
+        stats._add("mismatched", differs.sum())
+        stats._add("total", valid.sum())
     return family.replay(module, out, idx, valid)
 
 
@@ -337,6 +372,8 @@ def _check_replay_inputs(
         raise ValueError(
             f"router replay: valid must be bool {tuple(indices.shape[:3])}, got {valid.dtype} {tuple(valid.shape)}"
         )
+    if indices.device.type != "cpu":  # the range check reads from the device: ``check_routes`` on the host
+        return
     for i, (router, family) in enumerate(routers):
         chosen = indices[:, :, i][valid[:, :, i]]
         limit = family.num_choices(router)
@@ -345,6 +382,25 @@ def _check_replay_inputs(
                 f"router replay: layer {i} has indices in [{int(chosen.min())}, {int(chosen.max())}] but "
                 f"{type(router).__name__} has {limit} choices"
             )
+
+
+def check_routes(model: nn.Module, routes: Sequence[np.ndarray | None]) -> None:
+    """Every recorded route (one ``[n, L, K]`` array per sample, ``NO_ROUTE`` = none; None: a sample without
+    routes) names one of its MoE layer's choices, checked on the host before the routes move to the GPU,
+    where ``replay_routing`` does not check them (it would wait for the device). The error names the sample."""
+    routers = find_routers(model)
+    limits = np.array([family.num_choices(router) for router, family in routers])
+    for i, r in enumerate(routes):
+        if r is None or not len(r):
+            continue
+        if r.ndim != 3 or r.shape[1] != len(limits):
+            raise ValueError(f"sample {i}: routed_experts shape {r.shape} does not match [*, {len(limits)}, K]")
+        over = np.argwhere((r >= limits[None, :, None]) | (r < NO_ROUTE))
+        if len(over):
+            _, layer, _ = over[0]
+            raise ValueError(f"sample {i}: routed_experts of MoE layer {layer} hold {int(r[:, layer].max())} (min "
+                             f"{int(r[:, layer].min())}) but {type(routers[layer][0]).__name__} has {limits[layer]} "
+                             f"choices ({NO_ROUTE}: none recorded)")
 
 
 def to_routed_experts(indices: torch.Tensor, valid: torch.Tensor) -> np.ndarray:

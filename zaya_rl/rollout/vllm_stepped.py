@@ -12,9 +12,10 @@ yields to the loop, so ``abort``, new requests and weight updates run between tw
 one. Outputs (DELTA) go to one queue per request, ``stream_interval`` tokens at a time: a step's delta is
 merged into the request's held output, and the consumer is woken once the held output has that many tokens
 or is final (vLLM's ``--stream-interval``, done here so that versions are still booked every step). Waking
-every consumer after every step cost ~20 us a token of asyncio and stream Python on the 2-core dev CPU
-(``benchmarks/stepped_stream.py``), paid in the same thread as the steps. ``pause_generation(mode="keep")`` simply stops stepping:
-running requests stay in vLLM's scheduler with their KV cache and continue on ``resume_generation``.
+every consumer after every step cost 12.6 us a token of asyncio and stream Python on the 2-core dev CPU, 7.1 us
+once per 16 tokens (``benchmarks/stepped_stream.py``), paid in the thread that steps the engine.
+``pause_generation(mode="keep")`` simply stops stepping: running requests stay in vLLM's scheduler with their KV
+cache and continue on ``resume_generation``.
 
 Per-token versions work as in vLLM >= 0.32, on any vLLM: ``update_weight_version(label)`` sets the label,
 every token is booked under the label current when its step ran (labels change only while paused, between

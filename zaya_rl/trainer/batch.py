@@ -72,6 +72,27 @@ class PackedInputs:
 
 
 @dataclass
+class Positions:
+    """Index tensors of one micro-batch, found on the host (``packing.with_positions``): found from its masks
+    on a GPU, each would make the host wait for the device in every micro-batch.
+
+    Attributes:
+        loss: ``[n]`` the loss positions as flat indices of ``loss_mask`` (row-major).
+        rows: ``[n]`` the rows of the forward's flattened hidden states at those positions.
+        replay_from: packed with routes: ``[m]`` flat per-sequence positions that hold a real token, else None.
+        replay_to: their packed slots (``PackedInputs.slot`` there), else None.
+    """
+
+    loss: torch.Tensor
+    rows: torch.Tensor
+    replay_from: torch.Tensor | None = None
+    replay_to: torch.Tensor | None = None
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Positions:
+        return Positions(*(_move(getattr(self, f.name), device, non_blocking) for f in dataclasses.fields(self)))
+
+
+@dataclass
 class MicroBatch:
     """Tensors of one forward/backward.
 
@@ -87,10 +108,7 @@ class MicroBatch:
         lags: ``[B]`` long, lag of each sample (for metrics).
         packed: the same sequences laid end to end (``trainer.packing``); when set, the forward runs on it
             and the fields above stay the per-sequence view the loss reads.
-        loss_index: ``[n]`` long, the loss positions as flat indices of ``loss_mask`` (row-major), or None.
-        loss_rows: ``[n]`` long, the rows of the forward's flattened hidden states at those positions, or None.
-            Both are filled on the host (``packing.with_loss_positions``): found from the mask on a GPU, they
-            would make the host wait for the device in every micro-batch.
+        positions: index tensors found on the host (``packing.with_positions``), or None.
     """
 
     input_ids: torch.Tensor
@@ -103,14 +121,13 @@ class MicroBatch:
     replay_valid: torch.Tensor | None
     lags: torch.Tensor
     packed: PackedInputs | None = None
-    loss_index: torch.Tensor | None = None
-    loss_rows: torch.Tensor | None = None
+    positions: Positions | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> MicroBatch:
-        """A copy with every tensor (and the packed inputs) on ``device``. ``non_blocking``: host tensors are
-        pinned first, so that copies to a GPU do not make the host wait for the device."""
+        """A copy with every tensor (and the packed inputs, the positions) on ``device``. ``non_blocking``: host
+        tensors are pinned first, so that copies to a GPU do not make the host wait for the device."""
         return MicroBatch(**{
-            k: v.to(device, non_blocking) if isinstance(v, PackedInputs) else _move(v, device, non_blocking)
+            k: v.to(device, non_blocking) if isinstance(v, PackedInputs | Positions) else _move(v, device, non_blocking)
             for k, v in vars(self).items()
         })
 

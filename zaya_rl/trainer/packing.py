@@ -48,7 +48,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from zaya_rl.trainer.batch import MicroBatch, PackedInputs, TrainSample, collate, make_micro_batches
+from zaya_rl.trainer.batch import (
+    MicroBatch,
+    PackedInputs,
+    Positions,
+    TrainSample,
+    collate,
+    make_micro_batches,
+)
 from zaya_rl.trainer.flops import flop_counts
 
 #: ``model.config.model_type`` values whose packed forward is tested equal to the padded one.
@@ -285,24 +292,31 @@ def _zaya_masks(model: torch.nn.Module, packed: PackedInputs) -> dict[str, Tenso
     return masks
 
 
-def with_loss_positions(mb: MicroBatch) -> MicroBatch:
-    """``mb`` with ``loss_index`` and ``loss_rows`` found where ``mb`` is: call it on the host, before the
-    micro-batch moves to the GPU (boolean indexing there waits for the device)."""
-    index = mb.loss_mask.reshape(-1).nonzero().squeeze(1)
-    rows = index if mb.packed is None else mb.packed.slot[index]
-    return dataclasses.replace(mb, loss_index=index, loss_rows=rows)
+def with_positions(mb: MicroBatch) -> MicroBatch:
+    """``mb`` with its ``Positions`` found where ``mb`` is: call it on the host, before the micro-batch moves
+    to the GPU (boolean indexing there waits for the device)."""
+    loss = mb.loss_mask.reshape(-1).nonzero().squeeze(1)
+    if mb.packed is None:
+        return dataclasses.replace(mb, positions=Positions(loss, loss))
+    slot = mb.packed.slot
+    real = frm = None
+    if mb.replay_indices is not None:
+        frm = (slot >= 0).nonzero().squeeze(1)
+        real = slot[frm]
+    return dataclasses.replace(mb, positions=Positions(loss, slot[loss], frm, real))
 
 
 def forward_view(model: torch.nn.Module, mb: MicroBatch) -> ForwardView:
     """The forward inputs, replay routes and loss rows of ``mb`` (packed if ``mb.packed`` is set)."""
-    if mb.loss_rows is None:
-        mb = with_loss_positions(mb)
+    if mb.positions is None:
+        mb = with_positions(mb)
+    pos = mb.positions
     if mb.packed is None:
         return ForwardView(
             {"input_ids": mb.input_ids, "attention_mask": mb.attention_mask, "use_cache": False},
             mb.replay_indices,
             mb.replay_valid,
-            mb.loss_rows,
+            pos.rows,
         )
     p = mb.packed
     # no cache: transformers detects packed position ids only without a 2-D mask and without a cache
@@ -312,15 +326,14 @@ def forward_view(model: torch.nn.Module, mb: MicroBatch) -> ForwardView:
     indices = valid = None
     if mb.replay_indices is not None:  # the per-sequence routes, moved to their packed slots
         rows, width = p.input_ids.shape
-        real = p.slot >= 0
         flat_idx = mb.replay_indices.reshape(p.slot.shape[0], *mb.replay_indices.shape[2:])
         flat_valid = mb.replay_valid.reshape(p.slot.shape[0], -1)
         indices = flat_idx.new_zeros((rows * width, *flat_idx.shape[1:]))
         valid = flat_valid.new_zeros((rows * width, flat_valid.shape[1]))
-        indices[p.slot[real]] = flat_idx[real]
-        valid[p.slot[real]] = flat_valid[real]
+        indices[pos.replay_to] = flat_idx[pos.replay_from]
+        valid[pos.replay_to] = flat_valid[pos.replay_from]
         indices, valid = indices.view(rows, width, *flat_idx.shape[1:]), valid.view(rows, width, -1)
-    return ForwardView(inputs, indices, valid, mb.loss_rows)
+    return ForwardView(inputs, indices, valid, pos.rows)
 
 
 def padding_fraction(micro_batches: Sequence[MicroBatch]) -> float:

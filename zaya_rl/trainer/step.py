@@ -29,7 +29,7 @@ import torch
 from zaya_rl.algorithms.fused_logprobs import resolve_impl
 from zaya_rl.algorithms.logprobs import token_logprobs
 from zaya_rl.algorithms.loss import policy_loss
-from zaya_rl.models.router_replay import ReplayStats, replay_routing
+from zaya_rl.models.router_replay import ReplayStats, check_routes, replay_routing
 from zaya_rl.trainer.batch import MicroBatch, TrainSample, count_nonempty
 from zaya_rl.trainer.packing import (
     forward_view,
@@ -37,7 +37,7 @@ from zaya_rl.trainer.packing import (
     padded_fraction,
     padding_fraction,
     plan_micro_batches,
-    with_loss_positions,
+    with_positions,
 )
 
 
@@ -115,12 +115,12 @@ def sequence_logprobs(
     ``replay`` overrides ``settings.router_replay``; ``replay_stats`` accumulates the replay statistics
     (coverage from the per-sequence ``[B, T]`` view, disagreement from the forward's routes: the same counts
     in the packed and the right-padded layout). ``check_targets``: ``token_logprobs``' range check (False
-    where the caller checked the token ids on the host). With ``mb.loss_index``/``loss_rows`` filled on the
-    host (``packing.with_loss_positions``) nothing here waits for the device.
+    where the caller checked the token ids on the host). With ``mb.positions`` found on the host
+    (``packing.with_positions``) nothing here waits for the device.
     """
     base, head, bias = base_and_head(model)
-    if mb.loss_rows is None:
-        mb = with_loss_positions(mb)
+    if mb.positions is None:
+        mb = with_positions(mb)
     view = forward_view(model, mb)
     use_replay = settings.router_replay if replay is None else replay
     if use_replay and replay_stats is not None:
@@ -135,7 +135,7 @@ def sequence_logprobs(
     lp = token_logprobs(
         hidden.reshape(-1, hidden.shape[-1])[view.loss_rows],
         head,
-        mb.targets.reshape(-1)[mb.loss_index],
+        mb.targets.reshape(-1)[mb.positions.loss],
         temperature=settings.temperature,
         chunk_size=settings.logprob_chunk_size,
         fp32=settings.fp32_lm_head,
@@ -144,7 +144,7 @@ def sequence_logprobs(
         grad_filter=settings.logprob_grad_filter,
         check_targets=check_targets,
     )
-    return lp.new_zeros(mb.loss_mask.numel()).index_put((mb.loss_index,), lp).view(mb.loss_mask.shape)
+    return lp.new_zeros(mb.loss_mask.numel()).index_put((mb.positions.loss,), lp).view(mb.loss_mask.shape)
 
 
 def _micro_batch_loss(
@@ -216,11 +216,14 @@ def train_step(
     """Accumulate the loss of ``samples`` over micro-batches and take one optimizer step (or skip it).
 
     The host reads from the device once, after the last backward: the loss, the gradient norm and the
-    metrics together (then it decides between stepping and skipping). Token ids, loss positions and the
-    step's counts are found on the host before the micro-batches move, so the host queues every micro-batch's
+    metrics together (then it decides between stepping and skipping). Token ids, routes, loss positions and
+    the step's counts are checked and found on the host before the micro-batches move, so the host queues every micro-batch's
     forward and backward without waiting for the device in between."""
     device = next(model.parameters()).device
     check_token_ids(samples, base_and_head(model)[1].shape[0])
+    routes = [s.routed_experts for s in samples]
+    if settings.router_replay and any(r is not None for r in routes):  # a dense model's samples carry none
+        check_routes(model, routes)
     micro = plan_micro_batches(
         model, samples, packing=settings.packing, micro_batch_size=settings.micro_batch_size,
         micro_batch_tokens=settings.micro_batch_tokens, pad_id=pad_id,
@@ -231,7 +234,7 @@ def train_step(
     # Global denominators of the whole step, shared by every micro-batch (micro-batch invariance).
     num_sequences = count_nonempty(samples)
     num_tokens = sum(int(mb.loss_mask.sum()) for mb in micro)
-    micro = [with_loss_positions(mb).to(device, non_blocking=True) for mb in micro]
+    micro = [with_positions(mb).to(device, non_blocking=True) for mb in micro]
     model.train()
     optimizer.zero_grad(set_to_none=True)
     losses, stats = [], []
