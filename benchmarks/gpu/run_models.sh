@@ -13,7 +13,7 @@
 #   mfu       100 s  trainer_mfu.py: tokens/s and MFU of a full trainer step, the real model (MODEL_DIR, made
 #                    by real_model.sh's import) and a ZAYA-shaped model                  -> mfu.json
 #   mfu_compiled 120 s  the same for the real model with trainer.compile (--compile)     -> mfu_compiled.json
-# Knobs: SKIP (steps left out), ZAYA_S, MFU_MODELS (models of the eager mfu step, default "real zaya"), MFU_ARGS
+# Knobs: SKIP (steps left out), ZAYA_S, ZAYA_ARGS, MFU_MODELS (models of the eager mfu step, default "real zaya"), MFU_ARGS
 # (more trainer_mfu.py options for both mfu steps, e.g. "--micro-batch 16").
 set -u
 cd "$(dirname "$0")/../.."
@@ -33,7 +33,8 @@ if [ "$DRY" = 1 ]; then
   step mfu_compiled 600 $PY benchmarks/trainer_mfu.py --dry-run --models real --compile --out "$OUT/mfu_compiled.json"
 else
   ZAYA_S=${ZAYA_S:-185}   # zaya_vllm.py's own time box (it writes its JSON when the box runs out)
-  step zaya $(( ZAYA_S + 15 )) $PY benchmarks/gpu/zaya_vllm.py --time-box "$ZAYA_S" --out "$OUT/zaya_vllm_gpu.json"
+  # ZAYA_ARGS: more zaya_vllm.py options, e.g. "--prompts 256 --max-new 128" (a rollout-sized batch)
+  step zaya $(( ZAYA_S + 15 )) $PY benchmarks/gpu/zaya_vllm.py --time-box "$ZAYA_S" ${ZAYA_ARGS:-} --out "$OUT/zaya_vllm_gpu.json"
   step logprobs 120 $PY benchmarks/logprobs_memory.py --device cuda --tokens 8192 16384 --hidden 2048 --dtype bfloat16 \
     --fp32 --repeats 2 --timeout 50
   MP=""; [ -d "$MODEL" ] && MP="--model-path $MODEL"
