@@ -250,7 +250,7 @@ class ReplayStats:
     """
 
     samples: int = 0
-    _sums: torch.Tensor | None = field(default=None, repr=False)
+    _sums: torch.Tensor | None = field(default=None, repr=False, init=False)
 
     def _add(self, name: str, value: torch.Tensor) -> None:
         if self._sums is None:

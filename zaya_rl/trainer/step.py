@@ -217,8 +217,8 @@ def train_step(
 
     The host reads from the device once, after the last backward: the loss, the gradient norm and the
     metrics together (then it decides between stepping and skipping). Token ids, routes, loss positions and
-    the step's counts are checked and found on the host before the micro-batches move, so the host queues every micro-batch's
-    forward and backward without waiting for the device in between."""
+    the step's counts are checked and found on the host before the micro-batches move, so the host queues
+    every micro-batch's forward and backward without waiting for the device in between."""
     device = next(model.parameters()).device
     check_token_ids(samples, base_and_head(model)[1].shape[0])
     routes = [s.routed_experts for s in samples]
