@@ -80,7 +80,7 @@ def test_replay_with_equal_weights_reproduces_logprobs(model):
         got = _logprobs(model, ids, mask)
     real = mask.bool()
     torch.testing.assert_close(got[real], ref[real], atol=1e-6, rtol=0)
-    assert stats.disagreement == 0.0 and stats.total == sum(LENGTHS) * n_layers
+    assert stats.disagreement == 0.0 and stats.counts()["total"] == sum(LENGTHS) * n_layers
 
 
 def test_perturbed_router_keeps_replayed_selection_and_gets_gradient(model):

@@ -265,10 +265,10 @@ def test_replay_metrics_equal_packed_and_padded(model):
         with torch.no_grad():
             for mb in micro:
                 sequence_logprobs(model, mb, settings=SETTINGS, replay_stats=stats)
-        counts[name] = stats
-        assert (stats.covered, stats.positions, stats.total) == (covered, sum(inputs), pairs), name
-        assert (stats.samples_covered, stats.samples) == (with_routes, len(samples)), name
-    assert counts["packed"].mismatched == counts["padded"].mismatched > 0  # random routes vs the router's own
+        c = counts[name] = stats.counts()
+        assert (c["covered"], c["positions"], c["total"]) == (covered, sum(inputs), pairs), name
+        assert (c["samples_covered"], c["samples"]) == (with_routes, len(samples)), name
+    assert counts["packed"]["mismatched"] == counts["padded"]["mismatched"] > 0  # random routes vs the router's own
 
     metrics = {}
     for packing in ("never", "always"):
@@ -278,5 +278,5 @@ def test_replay_metrics_equal_packed_and_padded(model):
         metrics[packing] = {k: v for k, v in res.metrics.items() if k.startswith("replay/")}
     assert metrics["always"] == metrics["never"] == {
         "replay/coverage": covered / sum(inputs), "replay/sample_coverage": with_routes / len(samples),
-        "replay/disagreement": counts["padded"].mismatched / pairs,
+        "replay/disagreement": counts["padded"]["mismatched"] / pairs,
     }

@@ -85,7 +85,7 @@ def test_replaying_the_native_routes_disagrees_nowhere(model):
     with torch.no_grad():
         replayed = sequence_logprobs(model, collate([a], 0), settings=SETTINGS, replay_stats=stats)
     assert stats.metrics() == {"replay/coverage": 1.0, "replay/sample_coverage": 1.0, "replay/disagreement": 0.0}
-    assert stats.total == 8 * routing_shape(model)[0]  # every (position, layer) pair was compared
+    assert stats.counts()["total"] == 8 * routing_shape(model)[0]  # every (position, layer) pair was compared
     torch.testing.assert_close(replayed, native, rtol=0, atol=1e-6)
 
 

@@ -237,7 +237,7 @@ _DEVICE_COUNTS = ("mismatched", "total", "covered", "positions", "samples_covere
 
 @dataclass
 class ReplayStats:
-    """Router-replay statistics of one optimizer step (several micro-batch forwards).
+    """Router-replay statistics of one optimizer step (several micro-batch forwards), the keys of ``counts()``.
 
     ``mismatched``/``total``: replayed (token, layer) pairs, and those whose native top-k set (what the
     trainer's router would have chosen) differs from the replayed one; filled by the forwards inside
@@ -261,26 +261,6 @@ class ReplayStats:
         """Every count as an int (one read from the device)."""
         sums = [0] * len(_DEVICE_COUNTS) if self._sums is None else self._sums.tolist()
         return {**dict(zip(_DEVICE_COUNTS, sums, strict=True)), "samples": self.samples}
-
-    @property
-    def mismatched(self) -> int:
-        return self.counts()["mismatched"]
-
-    @property
-    def total(self) -> int:
-        return self.counts()["total"]
-
-    @property
-    def covered(self) -> int:
-        return self.counts()["covered"]
-
-    @property
-    def positions(self) -> int:
-        return self.counts()["positions"]
-
-    @property
-    def samples_covered(self) -> int:
-        return self.counts()["samples_covered"]
 
     @property
     def disagreement(self) -> float:
