@@ -81,7 +81,8 @@ def resolve_frontend(requested: str) -> FrontendChoice:
 
 
 def build_async_llm(kwargs: dict[str, Any], vcfg: Any = None) -> Any:
-    """``AsyncLLM`` (engine core in a child process) from engine-argument fields."""
+    """``AsyncLLM`` (engine core in a child process) from engine-argument fields (``vcfg``: the builders'
+    common signature; nothing in ``rollout.vllm`` beyond the engine arguments acts on it)."""
     from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.v1.engine.async_llm import AsyncLLM
 

@@ -299,11 +299,11 @@ def with_positions(mb: MicroBatch) -> MicroBatch:
     if mb.packed is None:
         return dataclasses.replace(mb, positions=Positions(loss, loss))
     slot = mb.packed.slot
-    real = frm = None
-    if mb.replay_indices is not None:
-        frm = (slot >= 0).nonzero().squeeze(1)
-        real = slot[frm]
-    return dataclasses.replace(mb, positions=Positions(loss, slot[loss], frm, real))
+    src = dst = None
+    if mb.replay_indices is not None:  # real positions of the per-sequence view, and their packed slots
+        src = (slot >= 0).nonzero().squeeze(1)
+        dst = slot[src]
+    return dataclasses.replace(mb, positions=Positions(loss, slot[loss], src, dst))
 
 
 def forward_view(model: torch.nn.Module, mb: MicroBatch) -> ForwardView:
