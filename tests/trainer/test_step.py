@@ -1,6 +1,6 @@
 """``train_step``'s one read from the device: its loss and metrics equal the per-micro-batch figures read one
-by one (the way the step read them before), token ids are checked on the host, and loss positions found on
-the host equal the mask's.
+by one (the way the step read them before); token ids and routes are checked on the host (errors name the
+sample); positions found on the host equal the masks'; a dense model trains with router replay on.
 
 python -m pytest tests/trainer/test_step.py -q
 """
