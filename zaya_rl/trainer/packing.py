@@ -307,10 +307,11 @@ def with_positions(mb: MicroBatch) -> MicroBatch:
 
 
 def forward_view(model: torch.nn.Module, mb: MicroBatch) -> ForwardView:
-    """The forward inputs, replay routes and loss rows of ``mb`` (packed if ``mb.packed`` is set)."""
-    if mb.positions is None:
-        mb = with_positions(mb)
+    """The forward inputs, replay routes and loss rows of ``mb`` (packed if ``mb.packed`` is set); its
+    ``positions`` must be found first (``with_positions``; ``step.sequence_logprobs`` does it)."""
     pos = mb.positions
+    if pos is None:
+        raise ValueError("forward_view: mb.positions is not set (call packing.with_positions on the host first)")
     if mb.packed is None:
         return ForwardView(
             {"input_ids": mb.input_ids, "attention_mask": mb.attention_mask, "use_cache": False},
